@@ -1,0 +1,48 @@
+# Set-up and gates. `make demo` and `make test` work on a fresh machine: they create the
+# virtualenv, install the package, and install Debian's redis-server when it is missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+HAND_WRITTEN := guard_core tests/conftest.py tests/support tests/_async scripts benchmarks examples
+
+.PHONY: demo test check sync lint typecheck sync-check redis-server venv clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "redis-server not found: installing Debian's redis-server"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+	@redis-server --version
+
+demo: venv redis-server
+	$(PY) examples/demo.py
+
+test: venv redis-server
+	$(PY) -m pytest
+
+sync: venv
+	$(PY) scripts/unasync.py
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check $(HAND_WRITTEN)
+
+typecheck: venv
+	$(VENV)/bin/mypy --strict guard_core guard_core_sync
+
+sync-check: venv
+	$(PY) scripts/unasync.py --check
+
+check: lint typecheck sync-check
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,18 @@
+"""guard-core: security state shared across application instances through Redis.
+
+`guard_core` is the async face; `guard_core_sync`, generated from it, is the sync face with
+the same names.
+"""
+
+from guard_core.exceptions import GuardCoreError, GuardRedisError
+from guard_core.models import SecurityConfig, SecurityEvent
+
+from .handlers.redis_handler import RedisManager
+
+__all__ = [
+    "GuardCoreError",
+    "GuardRedisError",
+    "RedisManager",
+    "SecurityConfig",
+    "SecurityEvent",
+]

@@ -1,0 +1,19 @@
+"""Exceptions shared by the async (`guard_core`) and sync (`guard_core_sync`) faces."""
+
+from __future__ import annotations
+
+
+class GuardCoreError(Exception):
+    """Base class of every error guard-core raises on purpose."""
+
+
+class GuardRedisError(GuardCoreError):
+    """Redis could not serve a request; `status_code` is 503 for unavailability."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(status_code, detail)
+        self.status_code = status_code
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.status_code}: {self.detail}"

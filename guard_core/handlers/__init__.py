@@ -1,0 +1,1 @@
+"""Redis manager and the subsystems that keep their state through it."""

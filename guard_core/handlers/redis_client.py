@@ -1,0 +1,31 @@
+"""The one place a Redis client is built from a `SecurityConfig`."""
+
+from __future__ import annotations
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from guard_core.models import SecurityConfig
+
+
+def build_client(config: SecurityConfig) -> Redis:
+    """A client over a bounded, blocking pool with bounded timeouts and retries."""
+    if config.redis_url is None:
+        raise ValueError("redis_url is None: no Redis server to connect to")
+    retry = Retry(
+        ExponentialWithJitterBackoff(
+            cap=config.redis_retry_backoff_cap, base=config.redis_retry_backoff_base
+        ),
+        config.redis_retries,
+    )
+    pool = BlockingConnectionPool.from_url(
+        config.redis_url,
+        decode_responses=True,
+        max_connections=config.redis_max_connections,
+        timeout=config.redis_pool_timeout,
+        socket_connect_timeout=config.redis_connect_timeout,
+        socket_timeout=config.redis_socket_timeout,
+        retry=retry,
+    )
+    return Redis.from_pool(pool)

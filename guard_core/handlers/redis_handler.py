@@ -1,0 +1,330 @@
+"""`RedisManager`: connection lifecycle, namespaced key operations and fault-tolerant wrappers.
+
+Every Redis command guard-core sends goes through a manager, so connection handling,
+error wrapping and events live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from guard_core.exceptions import GuardRedisError
+from guard_core.keys import build_key, build_pattern, validate_ttl, validate_value
+from guard_core.models import SecurityConfig, SecurityEvent
+from guard_core.primitives import AsyncLock, async_cancel_shield
+from guard_core.redaction import Redactor, redact_url
+
+from .redis_client import build_client
+
+#: Keys asked of Redis per SCAN step, and keys removed per UNLINK.
+SCAN_COUNT = 1000
+DELETE_BATCH = 500
+
+_CONNECTION_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    TimeoutError,
+    AttributeError,
+)
+
+
+class RedisManager:
+    """Shares guard-core state through Redis; every method returns `None` when Redis is disabled.
+
+    Each construction makes a new, independent manager. `client_factory` replaces the
+    default client builder (tests pass a fakeredis client through it).
+    """
+
+    agent_handler: Any = None
+
+    def __init__(
+        self,
+        config: SecurityConfig,
+        *,
+        client_factory: Callable[[SecurityConfig], Redis] | None = None,
+    ) -> None:
+        self.config = config
+        self.logger = logging.getLogger("guard_core.redis")
+        self.agent_handler = None
+        self._client_factory = client_factory or build_client
+        self._redis: Redis | None = None
+        self._closed = False
+        self._connection_lock = AsyncLock()
+        self._redactor = Redactor.for_url(config.redis_url)
+        self._available = True
+        self._agent_failing = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        """Connect and ping; raises `GuardRedisError(503)` when Redis cannot be reached."""
+        if self._closed or not self.config.enable_redis:
+            self._redis = None
+            return
+        async with self._connection_lock:
+            if self._redis is not None:
+                return
+            if self.config.redis_url is None:
+                self._mark_unavailable("Redis URL is None, skipping connection")
+                return
+            client: Redis | None = None
+            connected = False
+            try:
+                client = self._client_factory(self.config)
+                await client.ping()
+                connected = True
+            except Exception as exc:
+                reason = self._describe(exc)
+                self._mark_unavailable(f"Redis connection failed: {reason}")
+                await self._send_redis_event(
+                    event_type="redis_error",
+                    action_taken="connection_failed",
+                    reason=f"Redis connection failed: {reason}",
+                    redis_url=redact_url(self.config.redis_url),
+                    error_type="connection_error",
+                )
+                raise GuardRedisError(503, "Redis connection failed") from exc
+            finally:
+                if not connected and client is not None:
+                    await self._discard(client)
+            self._redis = client
+        self._mark_available()
+        self.logger.info("Redis connection established")
+        await self._send_redis_event(
+            event_type="redis_connection",
+            action_taken="connection_established",
+            reason="Redis connection successfully established",
+            redis_url=redact_url(self.config.redis_url),
+        )
+
+    async def close(self) -> None:
+        """Close the connection; later operations raise `GuardRedisError(503)`."""
+        async with self._connection_lock:
+            client, self._redis = self._redis, None
+            self._closed = True
+        if client is not None:
+            await self._discard(client)
+            self.logger.info("Redis connection closed")
+            await self._send_redis_event(
+                event_type="redis_connection",
+                action_taken="connection_closed",
+                reason="Redis connection closed gracefully",
+            )
+
+    async def initialize_agent(self, agent_handler: Any) -> None:
+        """Send events to `agent_handler.send_event(event)` from now on."""
+        self.agent_handler = agent_handler
+
+    @asynccontextmanager
+    async def get_connection(self) -> AsyncIterator[Redis]:
+        """Yield the client, connecting first if needed; connection errors become 503s."""
+        if self._closed:
+            await self._send_redis_event(
+                event_type="redis_error",
+                action_taken="operation_failed",
+                reason="Attempted to use closed Redis connection",
+                error_type="connection_closed",
+            )
+            raise GuardRedisError(503, "Redis connection closed")
+        if self._redis is None:
+            await self.initialize()
+        conn = self._redis
+        if conn is None:
+            await self._send_redis_event(
+                event_type="redis_error",
+                action_taken="operation_failed",
+                reason="Redis connection is None after initialization",
+                error_type="initialization_failed",
+            )
+            raise GuardRedisError(503, "Redis connection failed")
+        try:
+            yield conn
+        except _CONNECTION_ERRORS as exc:
+            reason = self._describe(exc)
+            self._mark_unavailable(f"Redis operation failed: {reason}")
+            await self._send_redis_event(
+                event_type="redis_error",
+                action_taken="operation_failed",
+                reason=f"Redis operation failed: {reason}",
+                error_type="operation_error",
+            )
+            raise GuardRedisError(503, "Redis connection failed") from exc
+        self._mark_available()
+
+    async def safe_operation(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Return `func(conn, *args, **kwargs)` awaited; failures become `GuardRedisError(503)`."""
+        if not self.config.enable_redis:
+            return None
+        try:
+            async with self.get_connection() as conn:
+                return await func(conn, *args, **kwargs)
+        except Exception as exc:
+            reason = self._describe(exc)
+            if not isinstance(exc, GuardRedisError):
+                self.logger.error("Redis operation failed: %s", reason)
+            await self._send_redis_event(
+                event_type="redis_error",
+                action_taken="safe_operation_failed",
+                reason=f"Redis safe operation failed: {reason}",
+                error_type="safe_operation_error",
+                function_name=getattr(func, "__name__", "unknown"),
+            )
+            raise GuardRedisError(503, "Redis operation failed") from exc
+
+    # -- key operations ---------------------------------------------------------------
+
+    def _key(self, namespace: str, key: str) -> str:
+        return build_key(self.config.redis_prefix, namespace, key)
+
+    async def get_key(self, namespace: str, key: str) -> Any:
+        """The value at `{prefix}{namespace}:{key}`, or `None` when absent."""
+        full_key = self._key(namespace, key)
+        if not self.config.enable_redis:
+            return None
+        return await self.safe_operation(Redis.get, full_key)
+
+    async def set_key(
+        self, namespace: str, key: str, value: Any, ttl: int | None = None
+    ) -> bool | None:
+        """Store `value`, expiring after `ttl` seconds when given (SET with EX, as SETEX)."""
+        full_key = self._key(namespace, key)
+        value = validate_value(value)
+        ttl = validate_ttl(ttl)
+        if not self.config.enable_redis:
+            return None
+        if ttl is None:
+            result = await self.safe_operation(Redis.set, full_key, value)
+        else:
+            result = await self.safe_operation(Redis.set, full_key, value, ex=ttl)
+        return bool(result)
+
+    async def incr(self, namespace: str, key: str, ttl: int | None = None) -> int | None:
+        """Increment and (when `ttl` is given) refresh the expiry in one MULTI/EXEC."""
+        full_key = self._key(namespace, key)
+        ttl = validate_ttl(ttl)
+        if not self.config.enable_redis:
+            return None
+
+        async def _incr(conn: Redis) -> int:
+            async with conn.pipeline(transaction=True) as pipe:
+                pipe.incr(full_key)
+                if ttl is not None:
+                    pipe.expire(full_key, ttl)
+                result = await pipe.execute()
+            return int(result[0])
+
+        return int(await self.safe_operation(_incr))
+
+    async def exists(self, namespace: str, key: str) -> bool | None:
+        """Whether the key exists."""
+        full_key = self._key(namespace, key)
+        if not self.config.enable_redis:
+            return None
+        return bool(await self.safe_operation(Redis.exists, full_key))
+
+    async def delete(self, namespace: str, key: str) -> int | None:
+        """Delete one key; returns how many were deleted (0 or 1)."""
+        full_key = self._key(namespace, key)
+        if not self.config.enable_redis:
+            return None
+        return int(await self.safe_operation(Redis.delete, full_key))
+
+    async def keys(self, pattern: str) -> list[str] | None:
+        """Full names (prefix included) of the keys matching `{prefix}{pattern}`, via SCAN."""
+        full_pattern = build_pattern(self.config.redis_prefix, pattern)
+        if not self.config.enable_redis:
+            return None
+
+        async def _keys(conn: Redis) -> list[str]:
+            found: dict[str, None] = {}
+            async for key in conn.scan_iter(match=full_pattern, count=SCAN_COUNT):
+                found[str(key)] = None
+            return list(found)
+
+        result: list[str] = await self.safe_operation(_keys)
+        return result
+
+    async def delete_pattern(self, pattern: str) -> int | None:
+        """Delete every key matching `{prefix}{pattern}` (SCAN, then UNLINK in batches)."""
+        full_pattern = build_pattern(self.config.redis_prefix, pattern)
+        if not self.config.enable_redis:
+            return None
+
+        async def _delete_pattern(conn: Redis) -> int:
+            deleted = 0
+            batch: list[str] = []
+            async for key in conn.scan_iter(match=full_pattern, count=SCAN_COUNT):
+                batch.append(key)
+                if len(batch) >= DELETE_BATCH:
+                    deleted += int(await conn.unlink(*batch))
+                    batch.clear()
+            if batch:
+                deleted += int(await conn.unlink(*batch))
+            return deleted
+
+        return int(await self.safe_operation(_delete_pattern))
+
+    # -- internals -------------------------------------------------------------------
+
+    def _describe(self, exc: BaseException) -> str:
+        return self._redactor.scrub(f"{type(exc).__name__}: {exc}")
+
+    def _mark_unavailable(self, reason: str) -> None:
+        if self._available:
+            self._available = False
+            self.logger.warning("Redis unavailable: %s", reason)
+        else:
+            self.logger.debug("Redis still unavailable: %s", reason)
+
+    def _mark_available(self) -> None:
+        if not self._available:
+            self._available = True
+            self.logger.warning("Redis available again")
+
+    async def _discard(self, client: Redis) -> None:
+        with async_cancel_shield():
+            try:
+                await client.aclose()
+            except Exception as exc:
+                self.logger.debug("Ignoring error while closing a client: %s", self._describe(exc))
+
+    async def _send_redis_event(
+        self, event_type: str, action_taken: str, reason: str, **metadata: Any
+    ) -> None:
+        agent = self.agent_handler
+        if agent is None:
+            return
+        event = SecurityEvent(
+            event_type=event_type,
+            action_taken=action_taken,
+            reason=self._redactor.scrub(reason),
+            metadata={
+                name: self._redactor.scrub(value) if isinstance(value, str) else value
+                for name, value in metadata.items()
+            },
+        )
+        try:
+            await agent.send_event(event)
+        except Exception as exc:
+            if not self._agent_failing:
+                self._agent_failing = True
+                self.logger.warning(
+                    "Agent handler rejected an event; events are dropped until it recovers: %s",
+                    self._describe(exc),
+                )
+            return
+        if self._agent_failing:
+            self._agent_failing = False
+            self.logger.warning("Agent handler accepts events again")
+
+
+#: The class itself (not an instance), so adapters can build a manager later from a config.
+redis_handler = RedisManager

@@ -1,0 +1,79 @@
+"""Key layout `{redis_prefix}{namespace}:{key}`, glob escaping and input validation.
+
+Every Redis key guard-core touches is built here, so the layout lives in one place.
+"""
+
+from __future__ import annotations
+
+import math
+
+#: Longest TTL accepted, in seconds (about 68 years); Redis rejects much larger expiries.
+MAX_TTL = 2**31 - 1
+_GLOB_SPECIAL = frozenset("*?[]\\")
+
+
+def _check_text(name: str, value: object, *, allow_empty: bool) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if not allow_empty and not value:
+        raise ValueError(f"{name} must not be empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name} is not encodable as UTF-8: {exc.reason}") from None
+    return value
+
+
+def validate_namespace(namespace: object) -> str:
+    """A namespace is a non-empty str without ':' (the separator)."""
+    text = _check_text("namespace", namespace, allow_empty=False)
+    if ":" in text:
+        raise ValueError(f"namespace must not contain ':' (got {text!r})")
+    return text
+
+
+def validate_key(key: object) -> str:
+    """A key is a non-empty str; ':' is allowed inside it (`rate:10.0.0.1`)."""
+    return _check_text("key", key, allow_empty=False)
+
+
+def validate_pattern(pattern: object) -> str:
+    """A glob pattern (Redis MATCH syntax) relative to the prefix."""
+    return _check_text("pattern", pattern, allow_empty=True)
+
+
+def validate_ttl(ttl: object) -> int | None:
+    """`None` (no expiry) or a whole number of seconds in 1..MAX_TTL."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int):
+        raise TypeError(f"ttl must be an int number of seconds or None, not {type(ttl).__name__}")
+    if not 1 <= ttl <= MAX_TTL:
+        raise ValueError(f"ttl must be between 1 and {MAX_TTL} seconds (got {ttl})")
+    return ttl
+
+
+def validate_value(value: object) -> str | bytes | int | float:
+    """Values Redis stores as strings: str, bytes, int or finite float (not bool or None)."""
+    if isinstance(value, bool) or not isinstance(value, str | bytes | int | float):
+        raise TypeError(f"value must be str, bytes, int or float, not {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"value must be a finite float (got {value!r})")
+    if isinstance(value, str):
+        _check_text("value", value, allow_empty=True)
+    return value
+
+
+def escape_glob(text: str) -> str:
+    """Escape Redis glob metacharacters so `text` matches only itself."""
+    return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in text)
+
+
+def build_key(prefix: str, namespace: str, key: str) -> str:
+    """The full Redis key: `{prefix}{namespace}:{key}`."""
+    return f"{prefix}{validate_namespace(namespace)}:{validate_key(key)}"
+
+
+def build_pattern(prefix: str, pattern: str) -> str:
+    """A SCAN pattern confined to `prefix`: the prefix is escaped, `pattern` is a glob."""
+    return escape_glob(prefix) + validate_pattern(pattern)

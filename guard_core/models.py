@@ -1,0 +1,122 @@
+"""Configuration and event models shared by both faces."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from guard_core.redaction import redact_url
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _require_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, not {type(value).__name__}")
+
+
+def _require_number(name: str, value: object, *, minimum: float, allow_zero: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, not {type(value).__name__}")
+    if not math.isfinite(value) or value < minimum or (value == minimum and not allow_zero):
+        bound = f">= {minimum}" if allow_zero else f"> {minimum}"
+        raise ValueError(f"{name} must be finite and {bound} (got {value!r})")
+
+
+def _require_int(name: str, value: object, *, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high} (got {value})")
+
+
+def _check_redis_url(url: object) -> None:
+    if url is None:
+        return
+    if not isinstance(url, str):
+        raise ValueError(f"redis_url must be a str or None, not {type(url).__name__}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port validates it
+    except ValueError:
+        raise ValueError(f"redis_url is not a valid URL: {redact_url(url)!r}") from None
+    if parts.scheme not in _REDIS_SCHEMES:
+        raise ValueError(
+            f"redis_url scheme must be one of {', '.join(_REDIS_SCHEMES)} (got {parts.scheme!r})"
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("redis_url has no host")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class SecurityConfig:
+    """Settings of guard-core, validated at construction (a bad field raises `ValueError`).
+
+    Connection tuning is bounded so that a slow or hung Redis costs at most about one
+    timeout per connection attempt rather than stalling requests.
+    """
+
+    enable_redis: bool = True
+    redis_url: str | None = "redis://localhost:6379"
+    redis_prefix: str = "guard_core:"
+    #: Seconds to wait for a TCP/TLS connection to Redis.
+    redis_connect_timeout: float = 1.0
+    #: Seconds to wait for a reply on an open connection.
+    redis_socket_timeout: float = 1.0
+    #: Connections in the pool shared by all callers of one manager.
+    redis_max_connections: int = 50
+    #: Seconds a caller waits for a free pooled connection before failing.
+    redis_pool_timeout: float = 1.0
+    #: Retries of a command after a connection error or timeout (0 disables retrying).
+    redis_retries: int = 1
+    #: Exponential backoff between retries, in seconds: first step, then capped.
+    redis_retry_backoff_base: float = 0.05
+    redis_retry_backoff_cap: float = 0.5
+
+    def __post_init__(self) -> None:
+        _require_bool("enable_redis", self.enable_redis)
+        _check_redis_url(self.redis_url)
+        if not isinstance(self.redis_prefix, str):
+            raise ValueError(f"redis_prefix must be a str, not {type(self.redis_prefix).__name__}")
+        if not self.redis_prefix:
+            raise ValueError("redis_prefix must not be empty")
+        if any(ch.isspace() or not ch.isprintable() for ch in self.redis_prefix):
+            raise ValueError("redis_prefix must not contain whitespace or control characters")
+        for name in ("redis_connect_timeout", "redis_socket_timeout", "redis_pool_timeout"):
+            _require_number(name, getattr(self, name), minimum=0, allow_zero=False)
+        _require_int("redis_max_connections", self.redis_max_connections, low=1, high=100_000)
+        _require_int("redis_retries", self.redis_retries, low=0, high=10)
+        _require_number(
+            "redis_retry_backoff_base", self.redis_retry_backoff_base, minimum=0, allow_zero=True
+        )
+        _require_number(
+            "redis_retry_backoff_cap", self.redis_retry_backoff_cap, minimum=0, allow_zero=True
+        )
+        if self.redis_retry_backoff_cap < self.redis_retry_backoff_base:
+            raise ValueError("redis_retry_backoff_cap must be >= redis_retry_backoff_base")
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "redis_url":
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"SecurityConfig({', '.join(shown)})"
+
+
+@dataclass(frozen=True)
+class SecurityEvent:
+    """An event sent to the agent handler (`agent.send_event(event)`)."""
+
+    event_type: str
+    action_taken: str
+    reason: str
+    ip_address: str = "system"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))

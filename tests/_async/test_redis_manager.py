@@ -1,0 +1,431 @@
+"""RedisManager behaviour, written once for the async face and generated for the sync face."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from guard_core.exceptions import GuardRedisError
+from guard_core.handlers import redis_handler as redis_handler_module
+from guard_core.handlers.redis_handler import RedisManager
+from guard_core.models import SecurityConfig
+from guard_core.testing import LocalRedisServer, free_port
+from tests.support.agents import AsyncRecordingAgent
+from tests.support.backends import Backend
+from tests.support.workers import ASYNC_WORKERS, run_async_workers
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "s3cret-Pa55word"
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A listening socket that records whether anything connected to it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.setblocking(False)
+    yield sock
+    sock.close()
+
+
+def accepted_connection(sock: socket.socket) -> bool:
+    try:
+        conn, _ = sock.accept()
+    except BlockingIOError:
+        return False
+    conn.close()
+    return True
+
+
+# -- construction and lifecycle ------------------------------------------------------------
+
+
+async def test_each_construction_is_a_new_manager_and_module_attribute_is_the_class() -> None:
+    config = SecurityConfig(enable_redis=False)
+    first, second = RedisManager(config), RedisManager(config)
+    assert first is not second
+    assert first.config is config
+    assert redis_handler_module.redis_handler is RedisManager
+    assert RedisManager.agent_handler is None
+    assert first.logger.name == "guard_core.redis"
+
+
+async def test_initialize_connects_pings_and_emits_event(
+    make_manager: Callable[..., RedisManager], backend: Backend
+) -> None:
+    manager = make_manager()
+    agent = AsyncRecordingAgent()
+    await manager.initialize_agent(agent)
+    await manager.initialize()
+    assert agent.actions() == ["connection_established"]
+    event = agent.events[0]
+    assert event.event_type == "redis_connection"
+    assert event.metadata["redis_url"] == backend.url
+    async with manager.get_connection() as conn:
+        assert await conn.ping() is True
+        await conn.set("probe", "value")
+        assert await conn.get("probe") == "value"  # decode_responses=True
+
+
+async def test_initialize_twice_keeps_one_client(manager: RedisManager) -> None:
+    async with manager.get_connection() as first:
+        pass
+    await manager.initialize()
+    async with manager.get_connection() as second:
+        pass
+    assert first is second
+
+
+async def test_get_connection_initializes_on_first_use(
+    make_manager: Callable[..., RedisManager],
+) -> None:
+    manager = make_manager()
+    agent = AsyncRecordingAgent()
+    await manager.initialize_agent(agent)
+    async with manager.get_connection() as conn:
+        assert await conn.ping() is True
+    assert agent.actions() == ["connection_established"]
+
+
+async def test_close_emits_event_and_later_operations_raise_503(manager: RedisManager) -> None:
+    agent = AsyncRecordingAgent()
+    await manager.initialize_agent(agent)
+    await manager.close()
+    assert agent.actions() == ["connection_closed"]
+    with pytest.raises(GuardRedisError) as raised:
+        async with manager.get_connection():
+            pass
+    assert raised.value.status_code == 503
+    assert raised.value.detail == "Redis connection closed"
+    assert agent.events[-1].metadata["error_type"] == "connection_closed"
+    for call in (
+        lambda: manager.get_key("ns", "k"),
+        lambda: manager.set_key("ns", "k", "v"),
+        lambda: manager.incr("ns", "k"),
+        lambda: manager.exists("ns", "k"),
+        lambda: manager.delete("ns", "k"),
+        lambda: manager.keys("*"),
+        lambda: manager.delete_pattern("*"),
+    ):
+        with pytest.raises(GuardRedisError) as raised:
+            await call()
+        assert raised.value.status_code == 503
+    await manager.initialize()  # closed stays closed
+    with pytest.raises(GuardRedisError):
+        await manager.get_key("ns", "k")
+
+
+# -- key operations ------------------------------------------------------------------------
+
+
+async def test_set_and_get_without_ttl(manager: RedisManager, backend: Backend) -> None:
+    assert await manager.get_key("things", "a") is None
+    assert await manager.set_key("things", "a", "1") is True
+    assert await manager.get_key("things", "a") == "1"
+    assert backend.inspect.get("guard_core:things:a") == "1"
+    assert backend.inspect.ttl("guard_core:things:a") == -1
+
+
+async def test_set_with_ttl_expires_on_the_server(manager: RedisManager, backend: Backend) -> None:
+    assert await manager.set_key("things", "b", 42, ttl=30) is True
+    assert await manager.get_key("things", "b") == "42"
+    assert 0 < backend.inspect.ttl("guard_core:things:b") <= 30
+    assert await manager.set_key("things", "b", "again") is True  # a plain set drops the TTL
+    assert backend.inspect.ttl("guard_core:things:b") == -1
+
+
+async def test_incr_counts_and_sets_ttl_atomically(manager: RedisManager, backend: Backend) -> None:
+    assert await manager.incr("counter", "hits") == 1
+    assert backend.inspect.ttl("guard_core:counter:hits") == -1
+    assert await manager.incr("counter", "hits", ttl=60) == 2
+    assert 0 < backend.inspect.ttl("guard_core:counter:hits") <= 60
+    assert await manager.incr("counter", "hits") == 3
+    assert backend.inspect.get("guard_core:counter:hits") == "3"
+
+
+async def test_exists_and_delete_return_types(manager: RedisManager) -> None:
+    assert await manager.exists("ns", "k") is False
+    await manager.set_key("ns", "k", "v")
+    assert await manager.exists("ns", "k") is True
+    assert await manager.delete("ns", "k") == 1
+    assert await manager.delete("ns", "k") == 0
+    assert await manager.exists("ns", "k") is False
+
+
+async def test_keys_returns_full_names_as_str(manager: RedisManager, backend: Backend) -> None:
+    await manager.set_key("banned_ips", "10.0.0.1", "1")
+    await manager.set_key("banned_ips", "10.0.0.2", "1")
+    await manager.set_key("other", "x", "1")
+    backend.inspect.set("foreign:banned_ips:10.0.0.3", "1")
+    found = await manager.keys("banned_ips:*")
+    assert found is not None
+    assert sorted(found) == ["guard_core:banned_ips:10.0.0.1", "guard_core:banned_ips:10.0.0.2"]
+    assert all(type(key) is str for key in found)
+    assert await manager.keys("nothing:*") == []
+
+
+async def test_delete_pattern_counts_and_spares_others(
+    manager: RedisManager, backend: Backend
+) -> None:
+    pipe = backend.inspect.pipeline()
+    for index in range(1234):  # more than one SCAN step and one UNLINK batch
+        pipe.set(f"guard_core:bulk:{index}", "1")
+    pipe.set("guard_core:keep:1", "1")
+    pipe.set("elsewhere:bulk:1", "1")
+    pipe.execute()
+    assert await manager.delete_pattern("bulk:*") == 1234
+    assert await manager.keys("bulk:*") == []
+    assert backend.inspect.exists("guard_core:keep:1", "elsewhere:bulk:1") == 2
+    assert await manager.delete_pattern("bulk:*") == 0
+
+
+async def test_seed_key_layout_examples(manager: RedisManager, backend: Backend) -> None:
+    table = [
+        ("banned_ips", "192.168.1.1", "guard_core:banned_ips:192.168.1.1"),
+        ("rate_limit", "rate:10.0.0.1", "guard_core:rate_limit:rate:10.0.0.1"),
+        ("cloud_ranges", "AWS", "guard_core:cloud_ranges:AWS"),
+        ("patterns", "custom", "guard_core:patterns:custom"),
+        ("security_headers", "csp_config", "guard_core:security_headers:csp_config"),
+        ("behavior_usage", "login:1700000000", "guard_core:behavior_usage:login:1700000000"),
+    ]
+    for namespace, key, full_key in table:
+        await manager.set_key(namespace, key, "v")
+        assert backend.inspect.get(full_key) == "v"
+    assert sorted(await manager.keys("*") or []) == sorted(row[2] for row in table)
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs"),
+    [("a*:", "ab:"), ("a?:", "ab:"), ("[ab]:", "a:"), ("x\\:", "x\\\\:"), ("p]:", "p:")],
+)
+async def test_glob_characters_in_prefix_never_reach_another_app(
+    make_manager: Callable[..., RedisManager], backend: Backend, mine: str, theirs: str
+) -> None:
+    ours = make_manager(redis_prefix=mine)
+    other = make_manager(redis_prefix=theirs)
+    await ours.set_key("ns", "k", "ours")
+    await other.set_key("ns", "k", "theirs")
+    await other.set_key("ns", "k2", "theirs")
+    assert await ours.keys("*") == [f"{mine}ns:k"]
+    assert await ours.delete_pattern("*") == 1
+    assert sorted(await other.keys("*") or []) == [f"{theirs}ns:k", f"{theirs}ns:k2"]
+    assert backend.inspect.get(f"{theirs}ns:k") == "theirs"
+
+
+# -- disabled mode -------------------------------------------------------------------------
+
+
+async def test_disabled_mode_returns_none_without_connecting(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    built: list[object] = []
+
+    def factory(config: SecurityConfig) -> Any:
+        built.append(config)
+        raise AssertionError("disabled manager must not build a client")
+
+    manager = RedisManager(
+        SecurityConfig(enable_redis=False, redis_url=f"redis://127.0.0.1:{port}"),
+        client_factory=factory,
+    )
+    await manager.initialize()
+    assert await manager.get_key("ns", "k") is None
+    assert await manager.set_key("ns", "k", "v", ttl=5) is None
+    assert await manager.incr("ns", "k", ttl=5) is None
+    assert await manager.exists("ns", "k") is None
+    assert await manager.delete("ns", "k") is None
+    assert await manager.keys("*") is None
+    assert await manager.delete_pattern("*") is None
+    assert await manager.safe_operation(Redis.ping) is None
+    await manager.close()
+    assert built == []
+    assert not accepted_connection(listener)
+
+
+# -- failures ------------------------------------------------------------------------------
+
+
+async def test_unreachable_url_raises_503_with_events() -> None:
+    manager = RedisManager(
+        SecurityConfig(redis_url=f"redis://127.0.0.1:{free_port()}", redis_connect_timeout=0.5)
+    )
+    agent = AsyncRecordingAgent()
+    await manager.initialize_agent(agent)
+    with pytest.raises(GuardRedisError) as raised:
+        await manager.initialize()
+    assert raised.value.status_code == 503
+    assert agent.actions() == ["connection_failed"]
+    assert agent.events[0].event_type == "redis_error"
+    with pytest.raises(GuardRedisError) as raised:
+        await manager.get_key("ns", "k")
+    assert raised.value.status_code == 503
+    assert agent.actions()[-1] == "safe_operation_failed"
+    await manager.close()
+
+
+async def test_safe_operation_passes_arguments_and_wraps_failures(manager: RedisManager) -> None:
+    async def store(conn: Redis, key: str, *, value: str) -> Any:
+        await conn.set(key, value)
+        return await conn.get(key)
+
+    assert await manager.safe_operation(store, "raw", value="v") == "v"
+
+    async def broken(conn: Redis) -> None:
+        raise ValueError("boom")
+
+    agent = AsyncRecordingAgent()
+    await manager.initialize_agent(agent)
+    with pytest.raises(GuardRedisError) as raised:
+        await manager.safe_operation(broken)
+    assert raised.value.status_code == 503
+    assert isinstance(raised.value.__cause__, ValueError)
+    assert agent.events[-1].action_taken == "safe_operation_failed"
+    assert agent.events[-1].metadata["function_name"] == "broken"
+
+
+async def test_server_errors_are_wrapped(manager: RedisManager, backend: Backend) -> None:
+    backend.inspect.rpush("guard_core:ns:list", "a")
+    with pytest.raises(GuardRedisError) as raised:
+        await manager.get_key("ns", "list")  # WRONGTYPE
+    assert raised.value.status_code == 503
+    with pytest.raises(GuardRedisError):
+        await manager.incr("ns", "list")
+
+
+async def test_connection_errors_inside_get_connection_become_503(manager: RedisManager) -> None:
+    agent = AsyncRecordingAgent()
+    await manager.initialize_agent(agent)
+    with pytest.raises(GuardRedisError) as raised:
+        async with manager.get_connection():
+            raise ConnectionError("link down")
+    assert raised.value.status_code == 503
+    assert agent.events[-1].action_taken == "operation_failed"
+
+
+async def test_recovers_by_itself_and_warns_once_per_state_change(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    manager = RedisManager(SecurityConfig(redis_url=f"redis://127.0.0.1:{port}"))
+    caplog.set_level(logging.DEBUG, logger="guard_core.redis")
+    for _ in range(5):
+        with pytest.raises(GuardRedisError):
+            await manager.set_key("ns", "k", "v")
+    with LocalRedisServer(port=port):
+        assert await manager.set_key("ns", "k", "v") is True
+        assert await manager.get_key("ns", "k") == "v"
+        await manager.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([w for w in warnings if w.startswith("Redis unavailable")]) == 1
+    assert warnings.count("Redis available again") == 1
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+async def test_failing_agent_never_breaks_an_operation(
+    make_manager: Callable[..., RedisManager], caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = make_manager()
+    agent = AsyncRecordingAgent(fail=True)
+    await manager.initialize_agent(agent)
+    await manager.initialize()
+    assert await manager.set_key("ns", "k", "v") is True
+    assert await manager.get_key("ns", "k") == "v"
+    await manager.close()
+    assert agent.actions() == ["connection_established", "connection_closed"]
+    rejected = [r for r in caplog.records if "Agent handler rejected" in r.getMessage()]
+    assert len(rejected) == 1
+
+
+# -- secrets -------------------------------------------------------------------------------
+
+
+async def test_password_never_appears_in_logs_events_or_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = f"redis://operator:{SECRET}@127.0.0.1:{free_port()}/0"
+    config = SecurityConfig(redis_url=url, redis_connect_timeout=0.5)
+    manager = RedisManager(config)
+    agent = AsyncRecordingAgent()
+    await manager.initialize_agent(agent)
+    with pytest.raises(GuardRedisError) as raised:
+        await manager.initialize()
+    with pytest.raises(GuardRedisError) as raised_again:
+        await manager.get_key("ns", "k")
+    await manager.close()
+    assert agent.events
+    texts = [repr(config), str(raised.value), str(raised_again.value), caplog.text]
+    texts += [repr(event) for event in agent.events]
+    assert all(SECRET not in text for text in texts)
+    assert agent.events[0].metadata["redis_url"].startswith("redis://***@127.0.0.1:")
+
+
+async def test_password_is_masked_when_connection_succeeds(
+    redis_server: LocalRedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = f"redis://default:{SECRET}@127.0.0.1:{redis_server.port}/0"
+    manager = RedisManager(SecurityConfig(redis_url=url))
+    agent = AsyncRecordingAgent()
+    await manager.initialize_agent(agent)
+    await manager.initialize()
+    assert await manager.set_key("ns", "k", "v") is True
+    await manager.close()
+    assert agent.events[0].metadata["redis_url"] == f"redis://***@127.0.0.1:{redis_server.port}/0"
+    assert SECRET not in caplog.text
+    assert all(SECRET not in repr(event) for event in agent.events)
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda m: m.get_key("", "k"), ValueError),
+        (lambda m: m.get_key("a:b", "k"), ValueError),
+        (lambda m: m.get_key("ns", ""), ValueError),
+        (lambda m: m.get_key(1, "k"), TypeError),
+        (lambda m: m.exists("ns", None), TypeError),
+        (lambda m: m.set_key("ns", "k", None), TypeError),
+        (lambda m: m.set_key("ns", "k", True), TypeError),
+        (lambda m: m.set_key("ns", "k", object()), TypeError),
+        (lambda m: m.set_key("ns", "k", "v", ttl=0), ValueError),
+        (lambda m: m.set_key("ns", "k", "v", ttl=-5), ValueError),
+        (lambda m: m.set_key("ns", "k", "v", ttl=1.5), TypeError),
+        (lambda m: m.incr("ns", "k", ttl=True), TypeError),
+        (lambda m: m.keys(b"*"), TypeError),
+        (lambda m: m.delete_pattern("\ud800"), ValueError),
+    ],
+)
+async def test_bad_input_raises_before_touching_redis(
+    manager: RedisManager, backend: Backend, call: Callable[[RedisManager], Any], error: type
+) -> None:
+    backend.inspect.set("canary", "alive")
+    with pytest.raises(error):
+        await call(manager)
+    assert backend.inspect.keys("*") == ["canary"]
+
+
+# -- concurrency ---------------------------------------------------------------------------
+
+
+async def test_many_concurrent_callers_share_one_manager(
+    manager: RedisManager, backend: Backend
+) -> None:
+    async def work(index: int) -> None:
+        assert await manager.incr("shared", "counter") is not None
+        assert await manager.set_key("own", str(index), f"value-{index}", ttl=60) is True
+        assert await manager.get_key("own", str(index)) == f"value-{index}"
+
+    await run_async_workers(ASYNC_WORKERS, work)
+    assert backend.inspect.get("guard_core:shared:counter") == str(ASYNC_WORKERS)
+    assert len(await manager.keys("own:*") or []) == ASYNC_WORKERS

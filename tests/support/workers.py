@@ -1,0 +1,30 @@
+"""Run one body concurrently: anyio tasks for the async face, threads for the sync face."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import anyio
+
+ASYNC_WORKERS = 200
+WORKERS = 16
+
+
+async def run_async_workers(count: int, body: Callable[[int], Awaitable[None]]) -> None:
+    async with anyio.create_task_group() as group:
+        for index in range(count):
+            group.start_soon(body, index)
+
+
+def run_workers(count: int, body: Callable[[int], None]) -> None:
+    barrier = threading.Barrier(count)
+
+    def start(index: int) -> None:
+        barrier.wait()
+        body(index)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        for future in [pool.submit(start, index) for index in range(count)]:
+            future.result()
