@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 HAND_WRITTEN := guard_core tests/conftest.py tests/support tests/_async scripts benchmarks examples
 
-.PHONY: demo test check sync lint typecheck sync-check redis-server venv clean
+.PHONY: demo test check sync lint typecheck sync-check redis-server venv clean bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,6 @@ check: lint typecheck sync-check
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+bench: venv redis-server
+	$(PY) benchmarks/bench_redis_manager.py
