@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from guard_core.keys import MAX_TTL
 from guard_core.redaction import redact_url
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -75,6 +77,39 @@ class SecurityConfig:
     #: Exponential backoff between retries, in seconds: first step, then capped.
     redis_retry_backoff_base: float = 0.05
     redis_retry_backoff_cap: float = 0.5
+    #: Seconds between re-reads of shared settings cached locally (custom patterns, header
+    #: configuration, network bans): how soon one instance sees another's change.
+    redis_state_refresh_interval: float = 5.0
+
+    # -- rate limiting ------------------------------------------------------------------
+    #: Requests admitted per identifier (and endpoint) in each sliding window.
+    rate_limit: int = 100
+    #: Sliding window length, in seconds.
+    rate_limit_window: float = 60.0
+    #: Identifiers tracked in memory when Redis is unavailable (least recently used dropped).
+    rate_limit_max_tracked: int = 10_000
+
+    # -- IP bans ------------------------------------------------------------------------
+    #: Ban length used when a caller gives none, in seconds.
+    ip_ban_default_duration: int = 3600
+    #: Bans kept in memory (the fallback `TTLCache`).
+    ip_ban_max_entries: int = 10_000
+
+    # -- cloud provider ranges ----------------------------------------------------------
+    #: Providers whose published ranges are fetched.
+    cloud_providers: tuple[str, ...] = ("AWS", "GCP", "Azure")
+    #: Seconds a fetched range list stays cached in Redis (and in memory) before refetching.
+    cloud_ip_refresh_interval: int = 3600
+    #: Per-provider URL overrides of the published range files (tests point these locally).
+    cloud_ip_urls: Mapping[str, str] = field(default_factory=dict)
+
+    # -- suspicious patterns ------------------------------------------------------------
+    #: Characters of each request part scanned for attack patterns.
+    pattern_max_content_length: int = 10_000
+
+    # -- behaviour tracking -------------------------------------------------------------
+    #: (endpoint, client) pairs tracked in memory when Redis is unavailable.
+    behavior_max_tracked: int = 10_000
 
     def __post_init__(self) -> None:
         _require_bool("enable_redis", self.enable_redis)
@@ -97,6 +132,28 @@ class SecurityConfig:
         )
         if self.redis_retry_backoff_cap < self.redis_retry_backoff_base:
             raise ValueError("redis_retry_backoff_cap must be >= redis_retry_backoff_base")
+        for name in ("redis_state_refresh_interval", "rate_limit_window"):
+            _require_number(name, getattr(self, name), minimum=0, allow_zero=False)
+        _require_int("rate_limit", self.rate_limit, low=1, high=10_000_000)
+        _require_int("ip_ban_default_duration", self.ip_ban_default_duration, low=1, high=MAX_TTL)
+        _require_int(
+            "cloud_ip_refresh_interval", self.cloud_ip_refresh_interval, low=1, high=MAX_TTL
+        )
+        for name in (
+            "rate_limit_max_tracked",
+            "ip_ban_max_entries",
+            "pattern_max_content_length",
+            "behavior_max_tracked",
+        ):
+            _require_int(name, getattr(self, name), low=1, high=100_000_000)
+        if not isinstance(self.cloud_providers, tuple) or not all(
+            isinstance(p, str) and p for p in self.cloud_providers
+        ):
+            raise ValueError("cloud_providers must be a tuple of non-empty provider names")
+        if not isinstance(self.cloud_ip_urls, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.cloud_ip_urls.items()
+        ):
+            raise ValueError("cloud_ip_urls must map provider names to URL strings")
 
     def __repr__(self) -> str:
         shown = []

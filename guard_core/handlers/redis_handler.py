@@ -7,16 +7,18 @@ error wrapping and events live here and nowhere else.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from guard_core.exceptions import GuardRedisError
 from guard_core.keys import build_key, build_pattern, validate_ttl, validate_value
+from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig, SecurityEvent
 from guard_core.primitives import AsyncLock, async_cancel_shield
 from guard_core.redaction import Redactor, redact_url
@@ -272,6 +274,26 @@ class RedisManager:
 
         return int(await self.safe_operation(_delete_pattern))
 
+    async def run_script(
+        self,
+        script: LuaScript,
+        keys: Sequence[tuple[str, str]],
+        args: Sequence[str | int | float],
+    ) -> Any:
+        """Run a Lua script by EVALSHA on `(namespace, key)` keys, loading it on NOSCRIPT."""
+        full_keys = [self._key(namespace, key) for namespace, key in keys]
+        if not self.config.enable_redis:
+            return None
+
+        async def _run_script(conn: Redis) -> Any:
+            try:
+                return await conn.evalsha(script.sha, len(full_keys), *full_keys, *args)
+            except NoScriptError:
+                await conn.script_load(script.source)
+                return await conn.evalsha(script.sha, len(full_keys), *full_keys, *args)
+
+        return await self.safe_operation(_run_script)
+
     # -- internals -------------------------------------------------------------------
 
     def _describe(self, exc: BaseException) -> str:
@@ -324,6 +346,18 @@ class RedisManager:
         if self._agent_failing:
             self._agent_failing = False
             self.logger.warning("Agent handler accepts events again")
+
+
+async def call_or_none(redis: RedisManager | None, call: Callable[[RedisManager], Any]) -> Any:
+    """`call(redis)`'s result, or `None` when there is no manager, Redis is disabled, or the
+    call failed (the manager has logged and reported it): subsystems then answer from memory.
+    """
+    if redis is None:
+        return None
+    try:
+        return await call(redis)
+    except GuardRedisError:
+        return None
 
 
 #: The class itself (not an instance), so adapters can build a manager later from a config.

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Callable
+from collections.abc import Iterator, Callable, Generator
 from typing import Any
 
 import fakeredis
@@ -13,26 +13,36 @@ import redis
 
 from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core.models import SecurityConfig
-from tests.support.backends import Backend
+from guard_core.testing import LocalRedisServer
+from tests.support.backends import Backend, StateEnv
+
+
+@pytest.fixture
+def backend_fakeredis() -> Backend:
+    server = fakeredis.FakeServer()
+    return Backend(
+        name="fakeredis",
+        url="redis://127.0.0.1:6379/0",
+        client_factory=lambda config: fakeredis.FakeRedis(
+            server=server, decode_responses=True, max_connections=1000
+        ),
+        inspect=fakeredis.FakeRedis(server=server, decode_responses=True),
+    )
+
+
+@pytest.fixture
+def backend_redis(redis_server: LocalRedisServer) -> Generator[Backend, None, None]:
+    inspect = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    inspect.flushall()
+    yield Backend(name="redis", url=redis_server.url, client_factory=None, inspect=inspect)
+    inspect.close()
 
 
 @pytest.fixture(params=["fakeredis", "redis"])
 def backend(request: pytest.FixtureRequest) -> Backend:
-    if request.param == "fakeredis":
-        server = fakeredis.FakeServer()
-        return Backend(
-            name="fakeredis",
-            url="redis://127.0.0.1:6379/0",
-            client_factory=lambda config: fakeredis.FakeRedis(
-                server=server, decode_responses=True, max_connections=1000
-            ),
-            inspect=fakeredis.FakeRedis(server=server, decode_responses=True),
-        )
-    url = request.getfixturevalue("redis_server").url
-    inspect = redis.Redis.from_url(url, decode_responses=True)
-    inspect.flushall()
-    request.addfinalizer(inspect.close)
-    return Backend(name="redis", url=url, client_factory=None, inspect=inspect)
+    """The fakeredis server or the real one (flushed), with a client to inspect it."""
+    found: Backend = request.getfixturevalue("backend_" + request.param)
+    return found
 
 
 @pytest.fixture
@@ -56,3 +66,37 @@ def manager(make_manager: Callable[..., RedisManager]) -> RedisManager:
     created = make_manager()
     created.initialize()
     return created
+
+
+@pytest.fixture(params=["fakeredis", "redis", "disabled"])
+def state_env(request: pytest.FixtureRequest) -> Iterator[StateEnv]:
+    """Subsystem state on fakeredis, on the real server, or with Redis disabled."""
+    if request.param == "disabled":
+        config = SecurityConfig(enable_redis=False)
+        yield StateEnv(mode="disabled", config=config, redis=RedisManager(config), inspect=None)
+        return
+    backend = request.getfixturevalue("backend_" + request.param)
+    config = SecurityConfig(redis_url=backend.url)
+    manager = RedisManager(config, client_factory=backend.client_factory)
+    manager.initialize()
+    yield StateEnv(mode=request.param, config=config, redis=manager, inspect=backend.inspect)
+    manager.close()
+
+
+@pytest.fixture
+def private_server() -> Generator[LocalRedisServer, None, None]:
+    """A redis-server of this test's own, which the test may stop and start again."""
+    with LocalRedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def private_env(private_server: LocalRedisServer) -> Iterator[StateEnv]:
+    """Subsystem state on `private_server`, for tests that stop Redis mid-run."""
+    config = SecurityConfig(redis_url=private_server.url, redis_connect_timeout=0.5)
+    manager = RedisManager(config)
+    manager.initialize()
+    inspect = redis.Redis.from_url(private_server.url, decode_responses=True)
+    yield StateEnv(mode="redis", config=config, redis=manager, inspect=inspect)
+    manager.close()
+    inspect.close()

@@ -17,3 +17,18 @@ class Backend:
     client_factory: Callable[[Any], Any] | None
     #: A plain sync client on the same data, for checking what the server holds.
     inspect: redis.Redis
+
+
+@dataclass
+class StateEnv:
+    """What a subsystem test builds its manager from: `Manager(env.config, env.redis)`."""
+
+    mode: str  # "fakeredis", "redis" or "disabled"
+    config: Any
+    redis: Any  # the face's RedisManager
+    #: A plain sync client on the same data (None when Redis is disabled).
+    inspect: redis.Redis | None
+
+    @property
+    def shared(self) -> bool:
+        return self.mode != "disabled"
