@@ -42,14 +42,16 @@ def validate_pattern(pattern: object) -> str:
     return _check_text("pattern", pattern, allow_empty=True)
 
 
-def validate_ttl(ttl: object) -> int | None:
+def validate_ttl(ttl: object, name: str = "ttl") -> int | None:
     """`None` (no expiry) or a whole number of seconds in 1..MAX_TTL."""
     if ttl is None:
         return None
     if isinstance(ttl, bool) or not isinstance(ttl, int):
-        raise TypeError(f"ttl must be an int number of seconds or None, not {type(ttl).__name__}")
+        raise TypeError(
+            f"{name} must be an int number of seconds or None, not {type(ttl).__name__}"
+        )
     if not 1 <= ttl <= MAX_TTL:
-        raise ValueError(f"ttl must be between 1 and {MAX_TTL} seconds (got {ttl})")
+        raise ValueError(f"{name} must be between 1 and {MAX_TTL} seconds (got {ttl})")
     return ttl
 
 
@@ -77,3 +79,11 @@ def build_key(prefix: str, namespace: str, key: str) -> str:
 def build_pattern(prefix: str, pattern: str) -> str:
     """A SCAN pattern confined to `prefix`: the prefix is escaped, `pattern` is a glob."""
     return escape_glob(prefix) + validate_pattern(pattern)
+
+
+def key_in_namespace(prefix: str, namespace: str, full_key: str) -> str:
+    """The `key` part of a full key `{prefix}{namespace}:{key}` (ValueError if it is not one)."""
+    head = f"{prefix}{namespace}:"
+    if not full_key.startswith(head):
+        raise ValueError(f"{full_key!r} is not in namespace {namespace!r}")
+    return full_key[len(head) :]

@@ -177,3 +177,17 @@ class SecurityEvent:
     ip_address: str = "system"
     metadata: dict[str, Any] = field(default_factory=dict)
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class RateLimitResult:
+    """The verdict on one request: admitted or not, and what the window looks like now."""
+
+    allowed: bool
+    #: Hits in the window, this one included when admitted.
+    count: int
+    limit: int
+    #: Hits still admitted in the window.
+    remaining: int
+    #: Seconds until the oldest hit leaves the window (0 when the window is empty).
+    reset_after: float

@@ -31,6 +31,7 @@ RULES = [
     (r"\baclose\b", "close"),
     (r"\bAsyncLock\b", "Lock"),
     (r"\basync_cancel_shield\b", "cancel_shield"),
+    (r"\basync_sleep\b", "sleep"),
     (r"\bFakeAsyncRedis\b", "FakeRedis"),
     (r"\bAsyncRecordingAgent\b", "RecordingAgent"),
     (r"\bpytest\.mark\.anyio\b", "pytest.mark.sync"),

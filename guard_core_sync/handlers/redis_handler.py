@@ -195,6 +195,16 @@ class RedisManager:
             return None
         return self.safe_operation(Redis.get, full_key)
 
+    def get_many(self, namespace: str, keys: Sequence[str]) -> list[Any] | None:
+        """Values of several keys of one namespace in one round trip (MGET); `None` for absent."""
+        full_keys = [self._key(namespace, key) for key in keys]
+        if not self.config.enable_redis:
+            return None
+        if not full_keys:
+            return []
+        result: list[Any] = self.safe_operation(Redis.mget, full_keys)
+        return result
+
     def set_key(
         self, namespace: str, key: str, value: Any, ttl: int | None = None
     ) -> bool | None:

@@ -68,19 +68,31 @@ def manager(make_manager: Callable[..., RedisManager]) -> RedisManager:
     return created
 
 
-@pytest.fixture(params=["fakeredis", "redis", "disabled"])
-def state_env(request: pytest.FixtureRequest) -> Iterator[StateEnv]:
-    """Subsystem state on fakeredis, on the real server, or with Redis disabled."""
-    if request.param == "disabled":
+def open_env(request: pytest.FixtureRequest, mode: str) -> StateEnv:
+    if mode == "disabled":
         config = SecurityConfig(enable_redis=False)
-        yield StateEnv(mode="disabled", config=config, redis=RedisManager(config), inspect=None)
-        return
-    backend = request.getfixturevalue("backend_" + request.param)
+        return StateEnv(mode=mode, config=config, redis=RedisManager(config), inspect=None)
+    backend = request.getfixturevalue("backend_" + mode)
     config = SecurityConfig(redis_url=backend.url)
     manager = RedisManager(config, client_factory=backend.client_factory)
     manager.initialize()
-    yield StateEnv(mode=request.param, config=config, redis=manager, inspect=backend.inspect)
-    manager.close()
+    return StateEnv(mode=mode, config=config, redis=manager, inspect=backend.inspect)
+
+
+@pytest.fixture(params=["fakeredis", "redis", "disabled"])
+def state_env(request: pytest.FixtureRequest) -> Iterator[StateEnv]:
+    """Subsystem state on fakeredis, on the real server, or with Redis disabled."""
+    env = open_env(request, request.param)
+    yield env
+    env.redis.close()
+
+
+@pytest.fixture(params=["fakeredis", "redis"])
+def shared_env(request: pytest.FixtureRequest) -> Iterator[StateEnv]:
+    """Subsystem state on fakeredis or on the real server (for sharing between instances)."""
+    env = open_env(request, request.param)
+    yield env
+    env.redis.close()
 
 
 @pytest.fixture

@@ -1,0 +1,36 @@
+"""`BehaviorTracker`: how often each client uses each endpoint, in a sliding window.
+
+Redis layout: a sorted set at `behavior_usage:{endpoint_id}:{client_ip}`, updated by the same
+Lua window as rate limits (every use recorded, at most threshold + 1 kept). Memory fallback:
+a bounded window per pair; during an outage each instance counts for itself.
+"""
+
+from __future__ import annotations
+
+from guard_core.ip_utils import parse_ip
+from guard_core.models import SecurityConfig
+from guard_core.validation import check_count, check_seconds, check_text
+
+from .redis_handler import RedisManager
+from .window_store import SlidingWindowStore
+
+
+class BehaviorTracker:
+    """Counts uses of an endpoint by a client and reports when a threshold is exceeded."""
+
+    def __init__(self, config: SecurityConfig, redis_handler: RedisManager | None = None) -> None:
+        self.config = config
+        self._store = SlidingWindowStore(
+            redis_handler, "behavior_usage", config.behavior_max_tracked
+        )
+
+    async def track_usage(
+        self, endpoint_id: str, client_ip: str, *, threshold: int, window: float
+    ) -> bool:
+        """Record one use; True when the client used the endpoint more than `threshold`
+        times in the last `window` seconds."""
+        key = f"{check_text('endpoint_id', endpoint_id)}:{parse_ip(client_ip)}"
+        threshold = check_count("threshold", threshold)
+        window = check_seconds("window", window)
+        result = await self._store.hit(key, threshold, window, record_always=True)
+        return result.count > threshold

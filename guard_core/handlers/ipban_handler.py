@@ -1,0 +1,165 @@
+"""`IPBanManager`: address and network bans shared through Redis, kept in memory as fallback.
+
+Redis layout: `banned_ips:{ip}` and `banned_networks:{cidr}`, each holding the ban's expiry
+(Unix time) with a matching TTL. Addresses are canonical (`::ffff:1.2.3.4` is `1.2.3.4`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from ipaddress import IPv4Network, IPv6Network
+
+from guard_core.ban_store import BanRecord, MemoryBanStore
+from guard_core.ip_utils import IPAddress, IPNetwork, parse_ip, parse_network
+from guard_core.keys import key_in_namespace, validate_ttl
+from guard_core.models import SecurityConfig
+
+from .redis_handler import RedisManager, call_or_none
+
+BANNED_IPS = "banned_ips"
+BANNED_NETWORKS = "banned_networks"
+_LOOPBACK = {4: IPv4Network("127.0.0.0/8"), 6: IPv6Network("::1/128")}
+
+
+def _covers_loopback(target: IPAddress | IPNetwork) -> bool:
+    if isinstance(target, IPv4Network | IPv6Network):
+        return target.overlaps(_LOOPBACK[target.version])  # type: ignore[arg-type]
+    return target.is_loopback
+
+
+def _parse_target(target: str) -> tuple[str, IPAddress | IPNetwork, IPNetwork | None]:
+    if isinstance(target, str) and "/" in target:
+        network = parse_network(target)
+        return str(network), network, network
+    address = parse_ip(target)
+    return str(address), address, None
+
+
+class IPBanManager:
+    """Bans addresses and CIDR networks for a time; every instance on the same Redis agrees.
+
+    When Redis is disabled, unreachable or failing, bans are made and checked in memory
+    (`TTLCache`); bans only this instance holds are still enforced here once Redis returns.
+    Network bans made by other instances are seen within `redis_state_refresh_interval`.
+    """
+
+    def __init__(self, config: SecurityConfig, redis_handler: RedisManager | None = None) -> None:
+        self.config = config
+        self.logger = logging.getLogger("guard_core.ip_ban")
+        self._redis = redis_handler
+        self._memory = MemoryBanStore(config.ip_ban_max_entries)
+        self._shared_networks: list[IPNetwork] = []
+        self._networks_read_at = -math.inf
+
+    async def ban_ip(self, ip: str, duration: int | None = None, reason: str = "banned") -> bool:
+        """Ban an address or CIDR for `duration` seconds; False (and a warning) for loopback."""
+        target, parsed, network = _parse_target(ip)
+        seconds = validate_ttl(
+            self.config.ip_ban_default_duration if duration is None else duration, "duration"
+        )
+        assert seconds is not None
+        if not isinstance(reason, str):
+            raise TypeError(f"reason must be a str, not {type(reason).__name__}")
+        if _covers_loopback(parsed):
+            self.logger.warning("Refusing to ban %s: loopback would lock the operator out", target)
+            return False
+        record = BanRecord(target=target, expires_at=time.time() + seconds, reason=reason)
+        self._memory.add(record, network)
+        namespace = BANNED_NETWORKS if network is not None else BANNED_IPS
+        stored = await call_or_none(
+            self._redis,
+            lambda r: r.set_key(namespace, target, f"{record.expires_at:.3f}", ttl=seconds),
+        )
+        if stored:
+            self._memory.mark_shared(record, network)
+        if network is not None:
+            self._networks_read_at = -math.inf
+        self.logger.info("Banned %s for %d s: %s", target, seconds, reason)
+        return True
+
+    async def unban_ip(self, ip: str) -> bool:
+        """Lift the ban on an address or CIDR; whether there was one."""
+        target, _, network = _parse_target(ip)
+        removed = self._memory.remove(target, network) is not None
+        namespace = BANNED_NETWORKS if network is not None else BANNED_IPS
+        deleted = await call_or_none(self._redis, lambda r: r.delete(namespace, target))
+        if network is not None:
+            self._networks_read_at = -math.inf
+        return removed or bool(deleted)
+
+    async def is_ip_banned(self, ip: str) -> bool:
+        """Whether the address is banned, itself or through a banned network."""
+        address = parse_ip(ip)
+        text = str(address)
+        local_address = self._memory.address_ban(text)
+        local_network = self._memory.network_ban(address)
+        if any(r is not None and not r.shared for r in (local_address, local_network)):
+            return True  # made here while Redis could not take it: Redis does not know it
+        shared = await call_or_none(self._redis, lambda r: r.exists(BANNED_IPS, text))
+        if shared is None:
+            return local_address is not None or local_network is not None
+        if shared:
+            return True
+        if local_address is not None:  # Redis no longer has it: lifted or expired elsewhere
+            self._memory.remove(text)
+        networks = await self._read_shared_networks()
+        if networks is None:
+            return local_network is not None
+        return any(address.version == n.version and address in n for n in networks)
+
+    async def list_bans(self) -> list[BanRecord]:
+        """Every current ban, from Redis when reachable plus those only this instance holds."""
+        local = {record.target: record for record in self._memory.records()}
+        merged = {t: r for t, r in local.items() if not r.shared}
+        for namespace in (BANNED_IPS, BANNED_NETWORKS):
+            shared = await self._read_namespace(namespace)
+            if shared is None:
+                return sorted(local.values(), key=lambda record: record.target)
+            for target, value in shared.items():
+                if value is None:  # expired between SCAN and MGET
+                    continue
+                known = local.get(target)
+                merged[target] = BanRecord(
+                    target=target,
+                    expires_at=_as_float(value, known.expires_at if known else time.time()),
+                    reason=known.reason if known else "",
+                    shared=True,
+                )
+        return sorted(merged.values(), key=lambda record: record.target)
+
+    async def _read_namespace(self, namespace: str) -> dict[str, object] | None:
+        keys = await call_or_none(self._redis, lambda r: r.keys(f"{namespace}:*"))
+        if keys is None:
+            return None
+        targets = [key_in_namespace(self.config.redis_prefix, namespace, k) for k in keys]
+        values = await call_or_none(self._redis, lambda r: r.get_many(namespace, targets))
+        if values is None:
+            return None
+        return dict(zip(targets, values, strict=True))
+
+    async def _read_shared_networks(self) -> list[IPNetwork] | None:
+        now = time.monotonic()
+        if now - self._networks_read_at < self.config.redis_state_refresh_interval:
+            return self._shared_networks
+        keys = await call_or_none(self._redis, lambda r: r.keys(f"{BANNED_NETWORKS}:*"))
+        if keys is None:
+            return None
+        networks = []
+        for full_key in keys:
+            cidr = key_in_namespace(self.config.redis_prefix, BANNED_NETWORKS, full_key)
+            try:
+                networks.append(parse_network(cidr))
+            except ValueError:
+                self.logger.warning("Ignoring malformed network ban key %r", full_key)
+        self._shared_networks = networks
+        self._networks_read_at = now
+        return networks
+
+
+def _as_float(value: object, default: float) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default

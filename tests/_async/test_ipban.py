@@ -1,0 +1,159 @@
+"""IPBanManager in every mode, written once for both faces."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+
+from guard_core.handlers.ipban_handler import IPBanManager
+from guard_core.handlers.redis_handler import RedisManager
+from guard_core.testing import LocalRedisServer
+from tests.support.backends import StateEnv
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_ban_check_unban(state_env: StateEnv) -> None:
+    bans = IPBanManager(state_env.config, state_env.redis)
+    assert await bans.is_ip_banned("203.0.113.7") is False
+    assert await bans.ban_ip("203.0.113.7", 600, reason="brute force") is True
+    assert await bans.is_ip_banned("203.0.113.7") is True
+    assert await bans.is_ip_banned("203.0.113.8") is False
+    [record] = await bans.list_bans()
+    assert record.target == "203.0.113.7"
+    assert 590 < record.remaining() <= 600
+    assert record.reason == "brute force"
+    assert await bans.unban_ip("203.0.113.7") is True
+    assert await bans.is_ip_banned("203.0.113.7") is False
+    assert await bans.unban_ip("203.0.113.7") is False
+    assert await bans.list_bans() == []
+
+
+async def test_ban_is_stored_in_redis_with_expiry(state_env: StateEnv) -> None:
+    bans = IPBanManager(state_env.config, state_env.redis)
+    await bans.ban_ip("198.51.100.4", 120)
+    await bans.ban_ip("2001:db8::/32", 300)
+    if state_env.inspect is None:
+        return
+    assert 0 < state_env.inspect.ttl("guard_core:banned_ips:198.51.100.4") <= 120
+    expires_at = float(state_env.inspect.get("guard_core:banned_ips:198.51.100.4"))
+    [record] = [r for r in await bans.list_bans() if r.target == "198.51.100.4"]
+    assert record.expires_at == pytest.approx(expires_at, abs=0.01)
+    assert 0 < state_env.inspect.ttl("guard_core:banned_networks:2001:db8::/32") <= 300
+
+
+async def test_ipv4_mapped_ipv6_is_the_same_client(state_env: StateEnv) -> None:
+    bans = IPBanManager(state_env.config, state_env.redis)
+    await bans.ban_ip("::ffff:192.0.2.10", 60)
+    assert await bans.is_ip_banned("192.0.2.10") is True
+    assert await bans.is_ip_banned("::FFFF:192.0.2.10") is True
+    assert [r.target for r in await bans.list_bans()] == ["192.0.2.10"]
+    assert await bans.unban_ip("192.0.2.10") is True
+    assert await bans.is_ip_banned("::ffff:192.0.2.10") is False
+
+
+async def test_network_bans_cover_their_addresses(state_env: StateEnv) -> None:
+    bans = IPBanManager(state_env.config, state_env.redis)
+    await bans.ban_ip("192.0.2.0/24", 60, reason="scanner subnet")
+    await bans.ban_ip("2001:db8:1::/48", 60)
+    assert await bans.is_ip_banned("192.0.2.200") is True
+    assert await bans.is_ip_banned("192.0.3.1") is False
+    assert await bans.is_ip_banned("2001:db8:1::99") is True
+    assert await bans.is_ip_banned("2001:db8:2::1") is False
+    assert await bans.unban_ip("192.0.2.0/24") is True
+    assert await bans.is_ip_banned("192.0.2.200") is False
+
+
+async def test_loopback_is_refused_with_a_warning(
+    state_env: StateEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    bans = IPBanManager(state_env.config, state_env.redis)
+    caplog.set_level(logging.WARNING, logger="guard_core.ip_ban")
+    for target in ("127.0.0.1", "::1", "::ffff:127.0.0.5", "127.0.0.0/8", "0.0.0.0/0"):
+        assert await bans.ban_ip(target, 60) is False
+    assert await bans.is_ip_banned("127.0.0.1") is False
+    assert await bans.list_bans() == []
+    assert len([r for r in caplog.records if "loopback" in r.getMessage()]) == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("not-an-ip", 60), ValueError),
+        (("256.1.1.1", 60), ValueError),
+        (("192.0.2.1/24", 60), ValueError),  # host bits set
+        (("", 60), ValueError),
+        ((None, 60), TypeError),
+        (("192.0.2.1", 0), ValueError),
+        (("192.0.2.1", -5), ValueError),
+        (("192.0.2.1", 1.5), TypeError),
+        (("192.0.2.1", True), TypeError),
+    ],
+)
+async def test_invalid_ban_arguments(state_env: StateEnv, args: tuple, error: type) -> None:
+    bans = IPBanManager(state_env.config, state_env.redis)
+    with pytest.raises(error):
+        await bans.ban_ip(*args)
+    assert await bans.list_bans() == []
+
+
+@pytest.mark.parametrize(
+    ("ip", "error"),
+    [
+        ("", ValueError),
+        ("10.0.0", ValueError),
+        ("::g", ValueError),
+        (3232235777, TypeError),
+    ],
+)
+async def test_invalid_address_checks(state_env: StateEnv, ip: object, error: type) -> None:
+    bans = IPBanManager(state_env.config, state_env.redis)
+    with pytest.raises(error):
+        await bans.is_ip_banned(ip)  # type: ignore[arg-type]
+    with pytest.raises(error):
+        await bans.unban_ip(ip)  # type: ignore[arg-type]
+
+
+async def test_no_redis_manager_at_all() -> None:
+    from guard_core.models import SecurityConfig
+
+    bans = IPBanManager(SecurityConfig(enable_redis=False))
+    assert await bans.ban_ip("198.51.100.9", 30) is True
+    assert await bans.is_ip_banned("198.51.100.9") is True
+
+
+async def test_two_instances_share_bans(shared_env: StateEnv) -> None:
+    config = dataclasses.replace(shared_env.config, redis_state_refresh_interval=0.001)
+    first = IPBanManager(config, shared_env.redis)
+    second = IPBanManager(config, shared_env.redis)
+    await first.ban_ip("203.0.113.50", 60)
+    await first.ban_ip("198.51.100.0/24", 60)
+    assert await second.is_ip_banned("203.0.113.50") is True
+    assert await second.is_ip_banned("198.51.100.77") is True
+    assert await second.unban_ip("203.0.113.50") is True
+    assert await first.is_ip_banned("203.0.113.50") is False  # lifted elsewhere: Redis wins
+
+
+async def test_redis_stopped_mid_run(
+    private_server: LocalRedisServer, private_env: StateEnv
+) -> None:
+    config = dataclasses.replace(private_env.config, redis_state_refresh_interval=0.001)
+    bans = IPBanManager(config, private_env.redis)
+    other_redis = RedisManager(config)
+    other = IPBanManager(config, other_redis)
+    await bans.ban_ip("203.0.113.1", 600)
+    private_server.stop()
+    assert await bans.is_ip_banned("203.0.113.1") is True  # answered from memory
+    assert await bans.ban_ip("203.0.113.2", 600, reason="during outage") is True
+    assert await bans.is_ip_banned("203.0.113.2") is True
+    assert {r.target for r in await bans.list_bans()} == {"203.0.113.1", "203.0.113.2"}
+    assert await other.is_ip_banned("203.0.113.1") is False  # never reached Redis: memory only
+    private_server.start()
+    assert await bans.is_ip_banned("203.0.113.2") is True  # still enforced here
+    await bans.ban_ip("203.0.113.3", 600)
+    assert await other.is_ip_banned("203.0.113.3") is True  # shared again by itself
+    assert private_env.inspect is not None
+    assert private_env.inspect.exists("guard_core:banned_ips:203.0.113.3") == 1
+    await other_redis.close()
