@@ -54,7 +54,7 @@ class MemorySlidingWindow:
                 hits.append(now)
                 while len(hits) > limit + 1:
                     hits.popleft()
-            reset_after = hits[0] + window - now if hits else 0.0
+            reset_after = window - (now - hits[0]) if hits else 0.0
             return WindowResult(allowed=allowed, count=len(hits), reset_after=reset_after)
 
     def reset(self, key: str) -> None:
