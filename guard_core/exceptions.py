@@ -17,3 +17,7 @@ class GuardRedisError(GuardCoreError):
 
     def __str__(self) -> str:
         return f"{self.status_code}: {self.detail}"
+
+
+class RedisUnavailableError(GuardRedisError):
+    """Redis is known to be down (circuit breaker open): failed fast, without network I/O."""

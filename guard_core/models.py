@@ -77,6 +77,10 @@ class SecurityConfig:
     #: Exponential backoff between retries, in seconds: first step, then capped.
     redis_retry_backoff_base: float = 0.05
     redis_retry_backoff_cap: float = 0.5
+    #: Circuit breaker: after a connection failure or timeout, calls fail fast for this many
+    #: seconds before one call probes Redis; each failed probe doubles the wait, up to the cap.
+    redis_breaker_base_delay: float = 0.5
+    redis_breaker_max_delay: float = 10.0
     #: Seconds between re-reads of shared settings cached locally (custom patterns, header
     #: configuration, network bans): how soon one instance sees another's change.
     redis_state_refresh_interval: float = 5.0
@@ -132,6 +136,14 @@ class SecurityConfig:
         )
         if self.redis_retry_backoff_cap < self.redis_retry_backoff_base:
             raise ValueError("redis_retry_backoff_cap must be >= redis_retry_backoff_base")
+        _require_number(
+            "redis_breaker_base_delay", self.redis_breaker_base_delay, minimum=0, allow_zero=True
+        )
+        _require_number(
+            "redis_breaker_max_delay", self.redis_breaker_max_delay, minimum=0, allow_zero=True
+        )
+        if self.redis_breaker_max_delay < self.redis_breaker_base_delay:
+            raise ValueError("redis_breaker_max_delay must be >= redis_breaker_base_delay")
         for name in ("redis_state_refresh_interval", "rate_limit_window"):
             _require_number(name, getattr(self, name), minimum=0, allow_zero=False)
         _require_int("rate_limit", self.rate_limit, low=1, high=10_000_000)
@@ -191,3 +203,18 @@ class RateLimitResult:
     remaining: int
     #: Seconds until the oldest hit leaves the window (0 when the window is empty).
     reset_after: float
+
+
+@dataclass(frozen=True)
+class GuardHealth:
+    """What `Guard.health()` reports.
+
+    `status` is "redis" (state shared through Redis), "degraded" (Redis enabled but not
+    answering: every subsystem answers from memory) or "disabled" (Redis switched off).
+    """
+
+    status: str
+    #: Each subsystem's mode: "shared" or "memory".
+    subsystems: dict[str, str]
+    #: Details of the Redis connection (URL with credentials masked, last error, ...).
+    redis: dict[str, Any] = field(default_factory=dict)

@@ -13,10 +13,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from guard_core.exceptions import GuardRedisError
+from guard_core.circuit_breaker import Admission, BreakerState, CircuitBreaker
+from guard_core.exceptions import GuardRedisError, RedisUnavailableError
 from guard_core.keys import build_key, build_pattern, validate_ttl, validate_value
 from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig, SecurityEvent
@@ -61,7 +62,9 @@ class RedisManager:
         self._closed = False
         self._connection_lock = AsyncLock()
         self._redactor = Redactor.for_url(config.redis_url)
-        self._available = True
+        self._breaker = CircuitBreaker(
+            config.redis_breaker_base_delay, config.redis_breaker_max_delay
+        )
         self._agent_failing = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -75,7 +78,7 @@ class RedisManager:
             if self._redis is not None:
                 return
             if self.config.redis_url is None:
-                self._mark_unavailable("Redis URL is None, skipping connection")
+                await self._record_failure("Redis URL is None, skipping connection")
                 return
             client: Redis | None = None
             connected = False
@@ -85,7 +88,7 @@ class RedisManager:
                 connected = True
             except Exception as exc:
                 reason = self._describe(exc)
-                self._mark_unavailable(f"Redis connection failed: {reason}")
+                await self._record_failure(f"Redis connection failed: {reason}")
                 await self._send_redis_event(
                     event_type="redis_error",
                     action_taken="connection_failed",
@@ -98,7 +101,7 @@ class RedisManager:
                 if not connected and client is not None:
                     await self._discard(client)
             self._redis = client
-        self._mark_available()
+        await self._record_success()
         self.logger.info("Redis connection established")
         await self._send_redis_event(
             event_type="redis_connection",
@@ -127,7 +130,11 @@ class RedisManager:
 
     @asynccontextmanager
     async def get_connection(self) -> AsyncIterator[Redis]:
-        """Yield the client, connecting first if needed; connection errors become 503s."""
+        """Yield the client, connecting first if needed; connection errors become 503s.
+
+        While the circuit breaker is open this fails fast with `RedisUnavailableError` (a
+        `GuardRedisError(503)`) without touching the network; one caller at a time probes.
+        """
         if self._closed:
             await self._send_redis_event(
                 event_type="redis_error",
@@ -136,30 +143,39 @@ class RedisManager:
                 error_type="connection_closed",
             )
             raise GuardRedisError(503, "Redis connection closed")
-        if self._redis is None:
-            await self.initialize()
-        conn = self._redis
-        if conn is None:
-            await self._send_redis_event(
-                event_type="redis_error",
-                action_taken="operation_failed",
-                reason="Redis connection is None after initialization",
-                error_type="initialization_failed",
-            )
-            raise GuardRedisError(503, "Redis connection failed")
+        admission = self._breaker.admit()
+        if admission is Admission.REJECT:
+            raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
         try:
-            yield conn
-        except _CONNECTION_ERRORS as exc:
-            reason = self._describe(exc)
-            self._mark_unavailable(f"Redis operation failed: {reason}")
-            await self._send_redis_event(
-                event_type="redis_error",
-                action_taken="operation_failed",
-                reason=f"Redis operation failed: {reason}",
-                error_type="operation_error",
-            )
-            raise GuardRedisError(503, "Redis connection failed") from exc
-        self._mark_available()
+            if self._redis is None:
+                await self.initialize()
+            conn = self._redis
+            if conn is None:
+                await self._send_redis_event(
+                    event_type="redis_error",
+                    action_taken="operation_failed",
+                    reason="Redis connection is None after initialization",
+                    error_type="initialization_failed",
+                )
+                raise GuardRedisError(503, "Redis connection failed")
+            try:
+                yield conn
+            except _CONNECTION_ERRORS as exc:
+                reason = self._describe(exc)
+                await self._record_failure(f"Redis operation failed: {reason}")
+                await self._send_redis_event(
+                    event_type="redis_error",
+                    action_taken="operation_failed",
+                    reason=f"Redis operation failed: {reason}",
+                    error_type="operation_error",
+                )
+                raise GuardRedisError(503, "Redis connection failed") from exc
+            except RedisError:
+                await self._record_success()  # Redis answered, with an error reply
+                raise
+            await self._record_success()
+        finally:
+            self._breaker.abandoned(admission)  # a probe cancelled before any answer
 
     async def safe_operation(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Return `func(conn, *args, **kwargs)` awaited; failures become `GuardRedisError(503)`."""
@@ -169,6 +185,8 @@ class RedisManager:
             async with self.get_connection() as conn:
                 return await func(conn, *args, **kwargs)
         except Exception as exc:
+            if isinstance(exc, RedisUnavailableError):
+                raise  # failing fast: the breaker's transition was logged and reported once
             reason = self._describe(exc)
             if not isinstance(exc, GuardRedisError):
                 self.logger.error("Redis operation failed: %s", reason)
@@ -180,6 +198,24 @@ class RedisManager:
                 function_name=getattr(func, "__name__", "unknown"),
             )
             raise GuardRedisError(503, "Redis operation failed") from exc
+
+    async def ping(self) -> bool | None:
+        """Whether Redis answers a PING now (never raises); `None` when Redis is disabled."""
+        if not self.config.enable_redis:
+            return None
+        try:
+            return bool(await self.safe_operation(Redis.ping))
+        except GuardRedisError:
+            return False
+
+    @property
+    def available(self) -> bool:
+        """False from a connection failure until Redis answers again."""
+        return self._breaker.state is BreakerState.CLOSED
+
+    def breaker_snapshot(self) -> dict[str, Any]:
+        """The circuit breaker's state and counters (for health reports)."""
+        return self._breaker.snapshot()
 
     # -- key operations ---------------------------------------------------------------
 
@@ -309,17 +345,31 @@ class RedisManager:
     def _describe(self, exc: BaseException) -> str:
         return self._redactor.scrub(f"{type(exc).__name__}: {exc}")
 
-    def _mark_unavailable(self, reason: str) -> None:
-        if self._available:
-            self._available = False
-            self.logger.warning("Redis unavailable: %s", reason)
+    async def _record_failure(self, reason: str) -> None:
+        if self._breaker.failed(reason):
+            self.logger.warning(
+                "Redis unavailable, failing fast and probing again within %.1f s: %s",
+                self.config.redis_breaker_base_delay,
+                reason,
+            )
+            await self._send_redis_event(
+                event_type="redis_error",
+                action_taken="circuit_opened",
+                reason=f"Redis unavailable: {reason}",
+                redis_url=redact_url(self.config.redis_url),
+                error_type="connection_lost",
+            )
         else:
             self.logger.debug("Redis still unavailable: %s", reason)
 
-    def _mark_available(self) -> None:
-        if not self._available:
-            self._available = True
+    async def _record_success(self) -> None:
+        if self._breaker.succeeded():
             self.logger.warning("Redis available again")
+            await self._send_redis_event(
+                event_type="redis_connection",
+                action_taken="connection_restored",
+                reason="Redis answers again",
+            )
 
     async def _discard(self, client: Redis) -> None:
         with async_cancel_shield():

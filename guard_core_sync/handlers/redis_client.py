@@ -7,6 +7,7 @@ from __future__ import annotations
 from redis import BlockingConnectionPool, Redis
 from redis.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError
 
 from guard_core.models import SecurityConfig
 
@@ -20,6 +21,8 @@ def build_client(config: SecurityConfig) -> Redis:
             cap=config.redis_retry_backoff_cap, base=config.redis_retry_backoff_base
         ),
         config.redis_retries,
+        # Retry a dropped connection, never a timeout: a hung Redis costs one timeout.
+        supported_errors=(ConnectionError,),
     )
     pool = BlockingConnectionPool.from_url(
         config.redis_url,

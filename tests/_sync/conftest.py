@@ -105,7 +105,11 @@ def private_server() -> Generator[LocalRedisServer, None, None]:
 @pytest.fixture
 def private_env(private_server: LocalRedisServer) -> Iterator[StateEnv]:
     """Subsystem state on `private_server`, for tests that stop Redis mid-run."""
-    config = SecurityConfig(redis_url=private_server.url, redis_connect_timeout=0.5)
+    # no fail-fast pause after a failure: tests stop and restart the server and expect the
+    # very next call to find it (the breaker's timing is tested in the fault suite)
+    config = SecurityConfig(
+        redis_url=private_server.url, redis_connect_timeout=0.5, redis_breaker_base_delay=0
+    )
     manager = RedisManager(config)
     manager.initialize()
     inspect = redis.Redis.from_url(private_server.url, decode_responses=True)

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from guard_core.exceptions import GuardRedisError
+from guard_core.exceptions import GuardRedisError, RedisUnavailableError
 from guard_core_sync.handlers import redis_handler as redis_handler_module
 from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core.models import SecurityConfig
+from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer, free_port
 from tests.support.agents import RecordingAgent
 from tests.support.backends import Backend
@@ -262,12 +263,15 @@ def test_unreachable_url_raises_503_with_events() -> None:
     with pytest.raises(GuardRedisError) as raised:
         manager.initialize()
     assert raised.value.status_code == 503
-    assert agent.actions() == ["connection_failed"]
-    assert agent.events[0].event_type == "redis_error"
-    with pytest.raises(GuardRedisError) as raised:
+    assert agent.actions() == ["circuit_opened", "connection_failed"]
+    assert {event.event_type for event in agent.events} == {"redis_error"}
+    # the breaker is open: later calls fail fast, with no event per call
+    with pytest.raises(RedisUnavailableError) as fast:
         manager.get_key("ns", "k")
-    assert raised.value.status_code == 503
-    assert agent.actions()[-1] == "safe_operation_failed"
+    assert fast.value.status_code == 503
+    assert isinstance(fast.value, GuardRedisError)
+    assert agent.actions() == ["circuit_opened", "connection_failed"]
+    assert manager.breaker_snapshot()["state"] == "open"
     manager.close()
 
 
@@ -314,12 +318,14 @@ def test_recovers_by_itself_and_warns_once_per_state_change(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     port = free_port()
-    manager = RedisManager(SecurityConfig(redis_url=f"redis://127.0.0.1:{port}"))
+    config = SecurityConfig(redis_url=f"redis://127.0.0.1:{port}", redis_breaker_base_delay=0.05)
+    manager = RedisManager(config)
     caplog.set_level(logging.DEBUG, logger="guard_core.redis")
     for _ in range(5):
         with pytest.raises(GuardRedisError):
             manager.set_key("ns", "k", "v")
     with LocalRedisServer(port=port):
+        sleep(0.06)  # one probe interval
         assert manager.set_key("ns", "k", "v") is True
         assert manager.get_key("ns", "k") == "v"
         manager.close()
