@@ -1,0 +1,219 @@
+"""`SecurityHeadersManager`: security response headers, configured once and shared via Redis.
+
+The configuration lives in memory and, as one JSON document, at
+`{prefix}security_headers:csp_config` so every instance sends the same headers.
+
+- `get_headers()` answers from memory. At most once per
+  `config.redis_state_refresh_interval` seconds it re-reads the stored document, so a
+  `configure()` on another instance is seen within that interval.
+- `configure()` re-reads the stored document, applies its changes to it and writes the whole
+  configuration back, stamped with `updated_at`. Last write wins: the document in Redis is
+  whatever configuration was written last, and every instance adopts it on its next read.
+- A document that is not valid (foreign, tampered, injecting headers) is ignored with one
+  warning per distinct document; the local configuration stays.
+- When Redis is unavailable `configure()` still takes effect locally and `pending_write`
+  becomes true. While pending, a stored document replaces the local configuration only when
+  its `updated_at` is later (another instance configured afterwards); writing the pending
+  configuration back on recovery is not done here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from guard_core.models import SecurityConfig
+from guard_core.primitives import AsyncLock
+from guard_core.security_headers import (
+    CONFIG_KEY,
+    DEFAULT_CONFIG,
+    NAMESPACE,
+    CompiledHeaders,
+    HeadersConfig,
+    apply_changes,
+)
+
+from .redis_handler import RedisManager, call_or_none
+
+_MAX_REASON = 200
+
+
+class SecurityHeadersManager:
+    """Security response headers shared by every instance on the same Redis.
+
+    `clock` (monotonic seconds) times the refresh interval; tests pass a fake one.
+    """
+
+    def __init__(
+        self,
+        config: SecurityConfig,
+        redis_handler: RedisManager | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.redis_handler = redis_handler
+        self.logger = logging.getLogger("guard_core.security_headers")
+        self._clock = clock
+        self._shared = (
+            redis_handler is not None and config.enable_redis and redis_handler.config.enable_redis
+        )
+        # Guards the fields below; held only for short sections with no I/O.
+        self._lock = threading.Lock()
+        self._current = DEFAULT_CONFIG
+        self._compiled = CompiledHeaders.from_config(DEFAULT_CONFIG)
+        self._pending = False
+        # Bumped by every local change, so a read that raced with it is not applied.
+        self._generation = 0
+        self._next_refresh: float | None = None
+        self._rejected: int | None = None
+        # Serialises read-modify-write in configure()/reset() of this instance.
+        self._write_lock = AsyncLock()
+
+    @property
+    def current(self) -> HeadersConfig:
+        """The configuration this instance applies now."""
+        with self._lock:
+            return self._current
+
+    @property
+    def pending_write(self) -> bool:
+        """True when the local configuration was changed but could not be written to Redis."""
+        with self._lock:
+            return self._pending
+
+    async def get_headers(self, path: str | None = None) -> dict[str, str]:
+        """A fresh dict of the headers to send for the URL path `path` (no query string).
+
+        With `path_overrides` configured, the longest matching prefix adds or replaces
+        headers; `None` gives the headers without overrides.
+        """
+        if path is not None and not isinstance(path, str):
+            raise TypeError(f"path must be a str or None, not {type(path).__name__}")
+        if self._refresh_due():
+            await self._refresh()
+        with self._lock:
+            compiled = self._compiled
+        return compiled.for_path(path)
+
+    async def configure(
+        self,
+        *,
+        csp: Mapping[str, Any] | None = None,
+        hsts_max_age: int | None = None,
+        hsts_include_subdomains: bool | None = None,
+        hsts_preload: bool | None = None,
+        frame_options: str | None = None,
+        content_type_options: bool | None = None,
+        referrer_policy: str | None = None,
+        permissions_policy: str | None = None,
+        custom_headers: Mapping[str, str] | None = None,
+        path_overrides: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        """Change the given settings for every instance; `None` leaves a setting as it is.
+
+        - `csp`: directive -> list of sources (`{"img-src": ["'self'", "data:"]}`); replaces
+          the whole policy, `{}` sends no Content-Security-Policy.
+        - `hsts_max_age` (seconds), `hsts_include_subdomains`, `hsts_preload`:
+          Strict-Transport-Security.
+        - `frame_options`: "DENY" or "SAMEORIGIN"; `content_type_options`: send `nosniff`.
+        - `referrer_policy`: one policy token; `permissions_policy`: the header value.
+        - `custom_headers`: name -> value, replacing defaults of the same name; replaces the
+          previous custom headers (`{}` clears them).
+        - `path_overrides`: path prefix -> {name: value} applied on top for that prefix.
+
+        Bad input raises `TypeError`/`ValueError` before anything changes.
+        """
+        changes: dict[str, Any] = {
+            "csp": csp,
+            "hsts_max_age": hsts_max_age,
+            "hsts_include_subdomains": hsts_include_subdomains,
+            "hsts_preload": hsts_preload,
+            "frame_options": frame_options,
+            "content_type_options": content_type_options,
+            "referrer_policy": referrer_policy,
+            "permissions_policy": permissions_policy,
+            "custom_headers": custom_headers,
+            "path_overrides": path_overrides,
+        }
+        apply_changes(self.current, updated_at=0.0, **changes)  # validate first
+        await self._commit(lambda base: apply_changes(base, updated_at=time.time(), **changes))
+
+    async def reset(self) -> None:
+        """Go back to the default headers, for every instance."""
+        await self._commit(lambda base: apply_changes(DEFAULT_CONFIG, updated_at=time.time()))
+
+    # -- internals -------------------------------------------------------------------
+
+    async def _commit(self, make: Callable[[HeadersConfig], HeadersConfig]) -> None:
+        async with self._write_lock:
+            await self._refresh()  # build on what other instances wrote last
+            with self._lock:
+                new = make(self._current)
+                self._install(new)
+            written = None
+            if self._shared:
+                written = await call_or_none(
+                    self.redis_handler, lambda r: r.set_key(NAMESPACE, CONFIG_KEY, new.to_json())
+                )
+            with self._lock:
+                # A read that started before the write landed may hold the old document.
+                self._generation += 1
+                if self._current is new:
+                    self._pending = self._shared and written is not True
+
+    def _install(self, new: HeadersConfig) -> None:
+        """Make `new` the local configuration (caller holds `_lock`)."""
+        self._current = new
+        self._compiled = CompiledHeaders.from_config(new)
+        self._generation += 1
+
+    def _refresh_due(self) -> bool:
+        if not self._shared:
+            return False
+        now = self._clock()
+        with self._lock:
+            if self._next_refresh is not None and now < self._next_refresh:
+                return False
+            # Claimed here so concurrent callers do not all read Redis at once.
+            self._next_refresh = now + self.config.redis_state_refresh_interval
+            return True
+
+    async def _refresh(self) -> None:
+        """Adopt the stored configuration when it is valid and newer than what we hold."""
+        if not self._shared:
+            return
+        with self._lock:
+            generation = self._generation
+        raw = await call_or_none(self.redis_handler, lambda r: r.get_key(NAMESPACE, CONFIG_KEY))
+        if raw is None:  # nothing stored, or Redis unavailable: keep the local configuration
+            return
+        try:
+            stored = HeadersConfig.from_json(raw)
+        except ValueError as exc:
+            self._reject(raw, exc)
+            return
+        with self._lock:
+            self._rejected = None
+            if self._generation != generation or stored == self._current:
+                return
+            if self._pending and stored.updated_at <= self._current.updated_at:
+                return
+            self._install(stored)
+            self._pending = False
+
+    def _reject(self, raw: str | bytes, exc: ValueError) -> None:
+        fingerprint = hash(raw)
+        with self._lock:
+            if self._rejected == fingerprint:
+                return
+            self._rejected = fingerprint
+        reason = str(exc)
+        if len(reason) > _MAX_REASON:
+            reason = reason[:_MAX_REASON] + "..."
+        self.logger.warning(
+            "Ignoring the security headers configuration stored in Redis: %s", reason
+        )
