@@ -23,3 +23,7 @@ def load_script(name: str) -> LuaScript:
 
 #: Sliding window (rate limits, behaviour tracking): see `lua/sliding_window.lua`.
 SLIDING_WINDOW = load_script("sliding_window")
+
+#: Atomic add/remove of one string in a sorted JSON array (custom patterns): see
+#: `lua/json_set_update.lua`.
+JSON_SET_UPDATE = load_script("json_set_update")

@@ -1,0 +1,367 @@
+"""Built-in attack patterns, custom-pattern validation, scanning, and the custom-pattern cache.
+
+Pure (no I/O): both faces' `SusPatternsManager` keep their custom patterns here and scan
+with `scan`. Every pattern is compiled once, case-insensitively. Built-in patterns use
+bounded repetition and no ambiguous nested quantifiers, so scanning stays linear in the
+content length; custom patterns are only as safe as their authors make them, which is why content
+is cut to a maximum length before scanning.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+XSS = "xss"
+SQLI = "sqli"
+PATH_TRAVERSAL = "path_traversal"
+COMMAND_INJECTION = "command_injection"
+LFI = "lfi"
+RFI = "rfi"
+SSRF = "ssrf"
+TEMPLATE_INJECTION = "template_injection"
+CUSTOM = "custom"
+
+#: Flags of every pattern, built-in or custom (a custom pattern may opt out with `(?-i:...)`).
+PATTERN_FLAGS = re.IGNORECASE
+
+# Shell commands that are also English words: flagged only when followed by something that
+# looks like an argument (a flag, a path, a quote, a variable, a digit) or by the end.
+_SHELL_WORDS = (
+    r"cat|ls|id|echo|rm|cp|mv|nc|sh|ping|sleep|chmod|chown|kill|ps|env|printenv|head|tail"
+    r"|touch|nslookup|dig|python[23]?|perl|ruby|php|node|type|dir|net|sudo|su|cmd(?:\.exe)?"
+)
+# Commands no one writes in prose after a separator.
+_SHELL_TOOLS = (
+    r"whoami|uname|ifconfig|ipconfig|netstat|wget|curl|ncat|netcat|bash|zsh|ksh|powershell"
+    r"|pwsh|/bin/[a-z]*sh|/usr/bin/\w+"
+)
+_SHELL_SEPARATOR = r"(?:[;&|`]|\$\()"
+_SQL_GAP = r"(?:\s|/\*[^*]{0,200}\*/|\+|%20|\()+"
+_DOT = r"(?:\.|%2e|%252e|%c0%2e|%u002e)"
+_SLASH = r"(?:/|\\|%2f|%5c|%252f|%255c|%c0%af|%c1%9c|%u2215|%u2216)"
+_URL_HOST = r"(?:https?|ftps?|gopher|dict|ldap|tftp|sftp|smb)://(?:[^\s/@]{1,100}@)?"
+
+_BUILTIN_SOURCES: tuple[tuple[str, str], ...] = (
+    # -- cross-site scripting --------------------------------------------------------
+    (XSS, r"<\s*/?\s*script\b"),
+    (XSS, r"\b(?:java|vb|live)script\s*:(?=\S)"),
+    (XSS, r"<[a-z][^<>]{0,2000}?[\s/\"']on[a-z]{3,30}\s*="),
+    (XSS, r"<\s*(?:iframe|frame|frameset|object|embed|applet|base)\b"),
+    (XSS, r"<\s*meta\b[^<>]{0,500}?http-equiv\s*=\s*['\"]?refresh"),
+    (XSS, r"\bdata\s*:\s*(?:text/html|application/(?:x-)?javascript|image/svg\+xml)\s*[;,]"),
+    (XSS, r"\bdocument\s*\.\s*(?:cookie|domain|write(?:ln)?\s*\()"),
+    (XSS, r"\b(?:alert|prompt|confirm|eval)[(`]\s*(?:\d|['\"`]|document\b|window\b)"),
+    (XSS, r":\s*expression\s*\(|\bsrcdoc\s*="),
+    # -- SQL injection -----------------------------------------------------------------
+    # a quote closing the literal, then a tautology: ' OR 1=1, " or "a"="a, ') or ('x'='x
+    (
+        SQLI,
+        r"['\"`)]\s*(?:(?:or|and)\b|\|\||&&)\s*\(?\s*['\"]?[\w-]{1,50}['\"]?\s*"
+        r"(?:=|<>|!=|<=|>=|<|>)\s*\(?\s*['\"]?[\w-]",
+    ),
+    (SQLI, r"\d\s+(?:or|and)\s+\d{1,10}\s*=\s*\d"),
+    (
+        SQLI,
+        rf"\bunion{_SQL_GAP}(?:all{_SQL_GAP}|distinct{_SQL_GAP})?select{_SQL_GAP}"
+        r"(?:null\b|\d|\*|@@|['\"(]|[\w.`]{1,64}\s*(?:,|\bfrom\b))",
+    ),
+    (SQLI, r"\bselect\b[^;]{0,200}?\bfrom\b[^;]{0,50}?\b(?:information_schema|sysobjects|pg_)"),
+    (SQLI, r"\binformation_schema\s*\.\s*(?:tables|columns|schemata)\b"),
+    (SQLI, r";\s*(?:drop|truncate|alter|create)\s+(?:table|database|schema|user)\b"),
+    (SQLI, r";\s*(?:delete\s+from|insert\s+into|update\s+[\w.`\"\[\]]{1,100}\s+set)\b"),
+    (SQLI, r";\s*(?:shutdown|exec(?:ute)?\s+(?:xp_|sp_|master\.))"),
+    (SQLI, r"\b(?:xp_cmdshell|sp_executesql|load_file\s*\(|into\s+(?:out|dump)file)\b"),
+    (SQLI, r"\b(?:pg_sleep|benchmark)\s*\(|\bsleep\s*\(\s*\d{1,5}\s*\)|\bwaitfor\s+delay\s"),
+    (SQLI, r"@@(?:version|datadir|hostname)\b|\b(?:version|database|user)\s*\(\s*\)\s*(?:--|#)"),
+    (SQLI, r"\w['\"](?:--|#|/\*)|['\"]\s*;\s*--"),
+    # -- path traversal ----------------------------------------------------------------
+    (PATH_TRAVERSAL, rf"(?:{_DOT}{{2,4}}{_SLASH}{{1,2}}){{2}}"),
+    (PATH_TRAVERSAL, rf"(?:^|[=/\\?&]|%2f|%5c){_DOT}{{2}}(?:{_SLASH}|$)"),
+    # -- local file inclusion ------------------------------------------------------------
+    (LFI, r"\b(?:php|phar|zip|expect|glob|compress\.zlib|compress\.bzip2|ogg|rar)://"),
+    (LFI, r"\bfile://"),
+    (LFI, r"/etc/(?:passwd|shadow|group|hosts|issue|sudoers|crontab)\b"),
+    (LFI, r"/proc/(?:self|\d{1,7})/(?:environ|cmdline|fd|maps|mem|status)\b"),
+    (LFI, r"(?:\bc:|%systemroot%)\\+(?:windows|winnt)\\|\b(?:boot|win|system)\.ini\b"),
+    (LFI, r"\.(?:php\d?|phtml|asp|aspx|jsp|ini|log|conf|txt|inc)(?:%00|\x00)"),
+    # -- remote file inclusion -----------------------------------------------------------
+    (
+        RFI,
+        r"=\s*(?:https?|ftps?|smb)://[^\s&?#]{1,2000}\."
+        r"(?:txt|php\d?|phtml|inc|sh|pl|py|jsp|aspx?|cgi)(?:\?|%00|%3f)",
+    ),
+    (RFI, r"\b(?:include|require)(?:_once)?\s*\(?\s*['\"]?\s*(?:https?|ftps?)://"),
+    (RFI, r"=\s*\\\\[\w.-]{1,255}\\[\w$.-]{1,255}"),
+    # -- server-side request forgery -----------------------------------------------------
+    (SSRF, r"169\.254\.169\.254|\bfd00:ec2::254\b|\b100\.100\.100\.200\b"),
+    (SSRF, r"\bmetadata\.google\.internal\b|\bmetadata\.azure\.com\b|/latest/meta-data\b"),
+    (
+        SSRF,
+        rf"{_URL_HOST}(?:localhost|127\.\d{{1,3}}\.\d{{1,3}}\.\d{{1,3}}|0\.0\.0\.0|\[::1?\]"
+        r"|\[::ffff:[\d.a-f:]{1,40}\]|0x[0-9a-f]{8}\b|0x7f|0177\.|\d{8,10}(?:[:/?#]|$))",
+    ),
+    (
+        SSRF,
+        rf"{_URL_HOST}(?:10\.\d{{1,3}}|192\.168|172\.(?:1[6-9]|2\d|3[01])|169\.254)"
+        r"\.\d{1,3}",
+    ),
+    (SSRF, r"\b(?:gopher|dict|ldap|tftp)://"),
+    # -- command injection ---------------------------------------------------------------
+    (COMMAND_INJECTION, rf"{_SHELL_SEPARATOR}\s*(?:{_SHELL_TOOLS})\b"),
+    (
+        COMMAND_INJECTION,
+        rf"{_SHELL_SEPARATOR}\s*(?:{_SHELL_WORDS})"
+        r"(?:\s+(?:-{1,2}\w|[/~$'\"`<>\\]|\.{1,2}/)|\s*(?:$|[;|&`)<>]))",
+    ),
+    (COMMAND_INJECTION, rf"{_SHELL_SEPARATOR}\s*sleep\s+\d{{1,5}}\s*(?:$|[;|&`)#])"),
+    (COMMAND_INJECTION, r"\$\{IFS\}|\$IFS\b|\bIFS\s*=\s*[,;]"),
+    (COMMAND_INJECTION, r"(?:%0a|%0d)\s*(?:whoami|uname\s|id\s*$|cat\s+/|wget\s|curl\s)"),
+    (COMMAND_INJECTION, r"\b(?:nc|ncat|netcat)\s+(?:-\w+\s+){0,5}-e\s|/dev/tcp/"),
+    # -- server-side template and expression-language injection --------------------------
+    (
+        TEMPLATE_INJECTION,
+        r"\{\{(?=[^{}]{0,500}?(?:\d\s*[*+/]\s*\d|__\w{1,30}__|\bconfig\b|\brequest\b|\bself\b"
+        r"|\bcycler\b|\bjoiner\b|\blipsum\b|\|\s*attr\b|\bconstructor\b|\bprocess\b))"
+        r"[^{}]{0,500}\}\}",
+    ),
+    (
+        TEMPLATE_INJECTION,
+        r"[$#@]\{(?=[^{}]{0,500}?(?:\d\s*[*+/]\s*\d|\bT\s*\(|getClass|\bRuntime\b|\.exec\b"
+        r"|__\w{1,30}__|\bclass\b))[^{}]{0,500}\}",
+    ),
+    (TEMPLATE_INJECTION, r"\$\{[^{}]{0,100}?\bjndi\s*:"),
+    (TEMPLATE_INJECTION, r"<%=?[^%]{0,500}?%>"),
+    (TEMPLATE_INJECTION, r"<#(?:assign|import|include)\b|freemarker\.template\.utility\."),
+    (TEMPLATE_INJECTION, r"#set\s*\(\s*\$\w|\.__(?:class|mro|subclasses|globals|builtins)__\b"),
+)
+
+
+@dataclass(frozen=True)
+class AttackPattern:
+    """One compiled pattern and the category it reports."""
+
+    pattern: str
+    category: str
+    regex: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class PatternMatch:
+    """A pattern that matched scanned content, and its category (`"custom"` for custom ones)."""
+
+    pattern: str
+    category: str
+
+
+@dataclass(frozen=True)
+class PatternList:
+    """Pattern strings in effect: built-in ones and custom ones (sorted), kept apart."""
+
+    builtin: tuple[str, ...]
+    custom: tuple[str, ...]
+
+
+BUILTIN_PATTERNS: tuple[AttackPattern, ...] = tuple(
+    AttackPattern(pattern, category, re.compile(pattern, PATTERN_FLAGS))
+    for category, pattern in _BUILTIN_SOURCES
+)
+#: Category names of the built-in patterns.
+BUILTIN_CATEGORIES: frozenset[str] = frozenset(p.category for p in BUILTIN_PATTERNS)
+
+
+def validate_pattern_text(pattern: object) -> str:
+    """`pattern` as a non-blank, UTF-8 encodable str (TypeError/ValueError otherwise)."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a str, not {type(pattern).__name__}")
+    if not pattern.strip():
+        raise ValueError("pattern must not be empty or blank")
+    try:
+        pattern.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"pattern is not encodable as UTF-8: {exc.reason}") from None
+    return pattern
+
+
+def compile_custom(pattern: object) -> re.Pattern[str]:
+    """Validate and compile a custom pattern; an invalid regex raises ValueError."""
+    text = validate_pattern_text(pattern)
+    try:
+        return re.compile(text, PATTERN_FLAGS)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {text!r}: {exc}") from None
+
+
+def scan(
+    content: str, custom: Iterable[AttackPattern], max_length: int
+) -> tuple[PatternMatch, ...]:
+    """The patterns (built-in first, then `custom`) matching the first `max_length` chars."""
+    text = content[:max_length]
+    found = [PatternMatch(p.pattern, p.category) for p in BUILTIN_PATTERNS if p.regex.search(text)]
+    found.extend(PatternMatch(p.pattern, p.category) for p in custom if p.regex.search(text))
+    return tuple(found)
+
+
+def encode_pattern_list(patterns: Iterable[str]) -> str:
+    """The shared form of a custom pattern list: a sorted JSON array of strings."""
+    return json.dumps(sorted(set(patterns)), ensure_ascii=False)
+
+
+def decode_pattern_list(raw: object) -> list[str] | None:
+    """The patterns of a stored value (`None` stored: none), or `None` if it is malformed."""
+    if raw is None:
+        return []
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(raw, str):
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if value == {}:  # how Lua's cjson writes an empty table
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return None
+    return value
+
+
+class CustomPatternCache:
+    """Custom patterns in effect on one instance: the last list read from Redis, with the
+    changes made here that Redis has not taken (yet) applied on top.
+
+    Each pattern is compiled once. Thread-safe; nothing here waits, so the async face uses
+    it as it is. `active()` is a lock-free read of an immutable tuple (the hot path).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shared: set[str] = set()
+        # pattern -> True (added here) / False (removed here), not yet written to Redis
+        self._pending: dict[str, bool] = {}
+        self._added_here: set[str] = set()
+        self._compiled: dict[str, re.Pattern[str]] = {}
+        self._invalid: set[str] = set()
+        self._generation = 0
+        self._next_read = float("-inf")
+        self._active: tuple[AttackPattern, ...] = ()
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def active(self) -> tuple[AttackPattern, ...]:
+        """The compiled custom patterns in effect, sorted by pattern."""
+        return self._active
+
+    def patterns(self) -> tuple[str, ...]:
+        return tuple(p.pattern for p in self._active)
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every local change; a read from Redis started before one is stale."""
+        return self._generation
+
+    @property
+    def added_here(self) -> frozenset[str]:
+        """Patterns added through this instance and not removed through it since."""
+        with self._lock:
+            return frozenset(self._added_here)
+
+    @property
+    def pending(self) -> Mapping[str, bool]:
+        """Changes Redis has not taken: pattern -> True (added) or False (removed)."""
+        with self._lock:
+            return dict(self._pending)
+
+    # -- refresh scheduling -----------------------------------------------------------------
+
+    def claim_read(self, now: float, interval: float, *, force: bool = False) -> bool:
+        """True for exactly one caller once `interval` has passed since the last claim
+        (always with `force`); the next claim is due `interval` after `now`.
+        """
+        with self._lock:
+            if now < self._next_read and not force:
+                return False
+            self._next_read = now + interval
+            return True
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def load_shared(self, patterns: Iterable[str], generation: int) -> tuple[str, ...] | None:
+        """Take `patterns` as Redis's list, unless a local change happened since
+        `generation` was read (then `None`: the read is stale and dropped).
+
+        Returns the patterns skipped because they do not compile (each reported once).
+        """
+        wanted = set(patterns)
+        with self._lock:
+            known = set(self._compiled) | self._invalid
+        compiled: dict[str, re.Pattern[str]] = {}
+        invalid: list[str] = []
+        for pattern in wanted - known:
+            try:
+                compiled[pattern] = compile_custom(pattern)
+            except (TypeError, ValueError):
+                invalid.append(pattern)
+        with self._lock:
+            if generation != self._generation:
+                return None
+            self._compiled.update(compiled)
+            self._invalid.update(invalid)
+            self._shared = {p for p in wanted if p in self._compiled}
+            self._rebuild()
+        return tuple(sorted(invalid))
+
+    def add(self, pattern: str, regex: re.Pattern[str], *, shared: bool) -> None:
+        """Record an addition made here; `shared`: Redis took it."""
+        with self._lock:
+            self._generation += 1
+            self._compiled[pattern] = regex
+            self._invalid.discard(pattern)
+            self._added_here.add(pattern)
+            if shared:
+                self._shared.add(pattern)
+                self._pending.pop(pattern, None)
+            else:
+                self._pending[pattern] = True
+            self._rebuild()
+
+    def remove(self, pattern: str, *, shared: bool) -> bool:
+        """Record a removal made here (`shared`: Redis took it); whether it was in effect."""
+        with self._lock:
+            was_active = pattern in self._effective()
+            self._generation += 1
+            self._added_here.discard(pattern)
+            if shared:
+                self._shared.discard(pattern)
+                self._pending.pop(pattern, None)
+            elif pattern in self._shared:
+                self._pending[pattern] = False
+            else:
+                self._pending.pop(pattern, None)
+            self._rebuild()
+            return was_active
+
+    # -- internals (lock held) --------------------------------------------------------------
+
+    def _effective(self) -> set[str]:
+        effective = set(self._shared)
+        for pattern, added in self._pending.items():
+            if added:
+                effective.add(pattern)
+            else:
+                effective.discard(pattern)
+        return effective
+
+    def _rebuild(self) -> None:
+        effective = self._effective()
+        for pattern in set(self._compiled) - effective - self._shared:
+            del self._compiled[pattern]
+        self._active = tuple(
+            AttackPattern(pattern, CUSTOM, self._compiled[pattern]) for pattern in sorted(effective)
+        )
