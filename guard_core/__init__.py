@@ -4,15 +4,18 @@
 the same names.
 """
 
-from guard_core.exceptions import GuardCoreError, GuardRedisError
+from guard_core.exceptions import GuardCoreError, GuardRedisError, RedisUnavailableError
 from guard_core.models import SecurityConfig, SecurityEvent
 
+from .guard import Guard
 from .handlers.redis_handler import RedisManager
 
 __all__ = [
+    "Guard",
     "GuardCoreError",
     "GuardRedisError",
     "RedisManager",
+    "RedisUnavailableError",
     "SecurityConfig",
     "SecurityEvent",
 ]

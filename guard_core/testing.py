@@ -1,6 +1,7 @@
 """A throwaway `redis-server` on a free 127.0.0.1 port, for tests and demos.
 
-It never listens beyond loopback, keeps no data on disk, and is stopped on exit.
+It never listens beyond loopback, keeps no data on disk, and is stopped on exit. With
+`tls=ServerTLS(...)` it speaks TLS only (no plain-text port).
 """
 
 from __future__ import annotations
@@ -8,11 +9,14 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlencode
 
 _START_TIMEOUT = 10.0
 
@@ -36,27 +40,85 @@ def redis_server_binary() -> str:
     return path
 
 
-def _ping(port: int, timeout: float) -> bool:
+@dataclass(frozen=True)
+class ServerTLS:
+    """PEM files of a TLS-only `LocalRedisServer`.
+
+    With `client_cert_file` and `client_key_file` the server demands a client certificate
+    signed by `ca_file` (mutual TLS); `url` and the readiness ping present that one.
+    """
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+
+    @property
+    def mutual(self) -> bool:
+        return self.client_cert_file is not None
+
+    def args(self, port: int) -> list[str]:
+        return [
+            "--port", "0",
+            "--tls-port", str(port),
+            "--tls-cert-file", self.cert_file,
+            "--tls-key-file", self.key_file,
+            "--tls-ca-cert-file", self.ca_file,
+            "--tls-auth-clients", "yes" if self.mutual else "no",
+        ]  # fmt: skip
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.client_cert_file is not None:
+            context.load_cert_chain(self.client_cert_file, self.client_key_file)
+        return context
+
+    def url_query(self) -> str:
+        params = {"ssl_ca_certs": self.ca_file}
+        if self.client_cert_file is not None and self.client_key_file is not None:
+            params |= {"ssl_certfile": self.client_cert_file, "ssl_keyfile": self.client_key_file}
+        return urlencode(params)
+
+
+def _ping(port: int, timeout: float, context: ssl.SSLContext | None = None) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+            sock = raw if context is None else context.wrap_socket(raw, server_hostname="127.0.0.1")
+            with sock:
+                sock.sendall(b"PING\r\n")
+                reply = sock.recv(64)
+    except OSError:  # ssl.SSLError included
         return False
+    # a server whose default user is off answers -NOAUTH: it is up all the same
+    return reply.startswith((b"+PONG", b"-NOAUTH"))
 
 
 class LocalRedisServer:
-    """A `redis-server` child process bound to 127.0.0.1 (use as a context manager)."""
+    """A `redis-server` child process bound to 127.0.0.1 (use as a context manager).
 
-    def __init__(self, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    `extra_args` are appended to the command line (any redis.conf directive works, e.g.
+    `("--user", "app", "on", ">password", "~app:*", "+get")`); `tls` makes it TLS-only.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        tls: ServerTLS | None = None,
+    ) -> None:
         self.port = port if port is not None else free_port()
         self.extra_args = extra_args
+        self.tls = tls
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir = Path(tempfile.mkdtemp(prefix="guard-core-redis-"))
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """`redis://...`, or with TLS `rediss://...?ssl_ca_certs=...` (and the client cert)."""
+        if self.tls is None:
+            return f"redis://127.0.0.1:{self.port}/0"
+        return f"rediss://127.0.0.1:{self.port}/0?{self.tls.url_query()}"
 
     @property
     def running(self) -> bool:
@@ -66,9 +128,11 @@ class LocalRedisServer:
         """Start the server and wait until it answers PING."""
         if self.running:
             return self
+        listen = ["--port", str(self.port)] if self.tls is None else self.tls.args(self.port)
+        context = None if self.tls is None else self.tls.client_context()
         args = [
             redis_server_binary(),
-            "--port", str(self.port),
+            *listen,
             "--bind", "127.0.0.1",
             "--protected-mode", "yes",
             "--save", "",
@@ -84,7 +148,7 @@ class LocalRedisServer:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 break
-            if _ping(self.port, timeout=0.5):
+            if _ping(self.port, timeout=0.5, context=context):
                 return self
             time.sleep(0.02)
         self.stop()

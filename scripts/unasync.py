@@ -19,12 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # (source dir, target dir, face-specific paths below the source; None = every file)
 TREES = [
-    ("guard_core", "guard_core_sync", ["__init__.py", "py.typed", "handlers"]),
+    ("guard_core", "guard_core_sync", ["__init__.py", "py.typed", "guard.py", "handlers"]),
     ("tests/_async", "tests/_sync", None),
 ]
 RULES = [
     (r"\basync (def|with|for)\b", r"\1"),
     (r"\bawait ", ""),
+    (r"\b__aenter__\b", "__enter__"),
+    (r"\b__aexit__\b", "__exit__"),
     (r"\basynccontextmanager\b", "contextmanager"),
     (r"\bAsyncIterator\b", "Iterator"),
     (r"\bredis\.asyncio\b", "redis"),
@@ -35,9 +37,10 @@ RULES = [
     (r"\bFakeAsyncRedis\b", "FakeRedis"),
     (r"\bAsyncRecordingAgent\b", "RecordingAgent"),
     (r"\bpytest\.mark\.anyio\b", "pytest.mark.sync"),
-    (r"\bguard_core\.handlers\b", "guard_core_sync.handlers"),
+    (r"\bguard_core\.(handlers|guard)\b", r"guard_core_sync.\1"),
     (r"\brun_async_workers\b", "run_workers"),
     (r"\bASYNC_WORKERS\b", "WORKERS"),
+    (r"\bAsyncClient\b", "Client"),
 ]
 COMPILED = [(re.compile(pattern), replacement) for pattern, replacement in RULES]
 HEADER = (

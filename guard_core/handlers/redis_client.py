@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError
@@ -10,8 +14,14 @@ from redis.exceptions import ConnectionError
 from guard_core.models import SecurityConfig
 
 
-def build_client(config: SecurityConfig) -> Redis:
-    """A client over a bounded, blocking pool with bounded timeouts and retries."""
+def build_client(
+    config: SecurityConfig, on_connect: Callable[[AbstractConnection], Any] | None = None
+) -> Redis:
+    """A client over a bounded, blocking pool with bounded timeouts and retries.
+
+    `on_connect(connection)`, when given, runs on every new connection in place of
+    redis-py's handshake and must call `connection.on_connect()` itself.
+    """
     if config.redis_url is None:
         raise ValueError("redis_url is None: no Redis server to connect to")
     retry = Retry(
@@ -30,5 +40,6 @@ def build_client(config: SecurityConfig) -> Redis:
         socket_connect_timeout=config.redis_connect_timeout,
         socket_timeout=config.redis_socket_timeout,
         retry=retry,
+        redis_connect_func=on_connect,
     )
     return Redis.from_pool(pool)

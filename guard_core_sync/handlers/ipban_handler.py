@@ -54,6 +54,11 @@ class IPBanManager:
         self._memory = MemoryBanStore(config.ip_ban_max_entries)
         self._shared_networks: list[IPNetwork] = []
         self._networks_read_at = -math.inf
+        # Writes Redis has not taken yet, replayed when it answers again (no lost writes).
+        self._pending_bans: set[str] = set()
+        self._pending_unbans: dict[str, str] = {}  # target -> namespace
+        self._seen_version = (0, 0)
+        self._retry_at = 0.0
 
     def ban_ip(self, ip: str, duration: int | None = None, reason: str = "banned") -> bool:
         """Ban an address or CIDR for `duration` seconds; False (and a warning) for loopback."""
@@ -67,34 +72,32 @@ class IPBanManager:
         if _covers_loopback(parsed):
             self.logger.warning("Refusing to ban %s: loopback would lock the operator out", target)
             return False
+        self._write_back()
         record = BanRecord(target=target, expires_at=time.time() + seconds, reason=reason)
         self._memory.add(record, network)
-        namespace = BANNED_NETWORKS if network is not None else BANNED_IPS
-        stored = call_or_none(
-            self._redis,
-            lambda r: r.set_key(namespace, target, f"{record.expires_at:.3f}", ttl=seconds),
-        )
-        if stored:
-            self._memory.mark_shared(record, network)
-        if network is not None:
-            self._networks_read_at = -math.inf
+        self._pending_unbans.pop(target, None)
+        if not self._share(record, network) and self._sharing:
+            self._pending_bans.add(target)
         self.logger.info("Banned %s for %d s: %s", target, seconds, reason)
         return True
 
     def unban_ip(self, ip: str) -> bool:
         """Lift the ban on an address or CIDR; whether there was one."""
         target, _, network = _parse_target(ip)
+        self._write_back()
         removed = self._memory.remove(target, network) is not None
+        self._pending_bans.discard(target)
         namespace = BANNED_NETWORKS if network is not None else BANNED_IPS
-        deleted = call_or_none(self._redis, lambda r: r.delete(namespace, target))
-        if network is not None:
-            self._networks_read_at = -math.inf
+        deleted = self._unshare(namespace, target)
+        if deleted is None and self._sharing:
+            self._pending_unbans[target] = namespace
         return removed or bool(deleted)
 
     def is_ip_banned(self, ip: str) -> bool:
         """Whether the address is banned, itself or through a banned network."""
         address = parse_ip(ip)
         text = str(address)
+        self._write_back()
         local_address = self._memory.address_ban(text)
         local_network = self._memory.network_ban(address)
         if any(r is not None and not r.shared for r in (local_address, local_network)):
@@ -104,8 +107,10 @@ class IPBanManager:
             return local_address is not None or local_network is not None
         if shared:
             return True
-        if local_address is not None:  # Redis no longer has it: lifted or expired elsewhere
-            self._memory.remove(text)
+        if local_address is not None:
+            if self._write_back():
+                return True  # Redis restarted empty during the call: the ban is back now
+            self._memory.remove(text)  # lifted elsewhere
         networks = self._read_shared_networks()
         if networks is None:
             return local_network is not None
@@ -113,6 +118,7 @@ class IPBanManager:
 
     def list_bans(self) -> list[BanRecord]:
         """Every current ban, from Redis when reachable plus those only this instance holds."""
+        self._write_back()
         local = {record.target: record for record in self._memory.records()}
         merged = {t: r for t, r in local.items() if not r.shared}
         for namespace in (BANNED_IPS, BANNED_NETWORKS):
@@ -130,6 +136,61 @@ class IPBanManager:
                     shared=True,
                 )
         return sorted(merged.values(), key=lambda record: record.target)
+
+    @property
+    def _sharing(self) -> bool:
+        return self._redis is not None and self._redis.config.enable_redis
+
+    def _share(self, record: BanRecord, network: IPNetwork | None) -> bool:
+        """Write one ban to Redis with its remaining time; whether Redis took it."""
+        seconds = math.ceil(record.remaining())
+        if seconds < 1:
+            return False  # expired meanwhile: not resurrected
+        namespace = BANNED_NETWORKS if network is not None else BANNED_IPS
+        stored = call_or_none(
+            self._redis,
+            lambda r: r.set_key(namespace, record.target, f"{record.expires_at:.3f}", ttl=seconds),
+        )
+        if not stored:
+            return False
+        self._memory.mark_shared(record, network)
+        self._pending_bans.discard(record.target)
+        if network is not None:
+            self._networks_read_at = -math.inf
+        return True
+
+    def _unshare(self, namespace: str, target: str) -> int | None:
+        deleted: int | None = call_or_none(self._redis, lambda r: r.delete(namespace, target))
+        if deleted is not None:
+            self._pending_unbans.pop(target, None)
+            if namespace == BANNED_NETWORKS:
+                self._networks_read_at = -math.inf
+        return deleted
+
+    def _write_back(self) -> bool:
+        """Replay what Redis lacks: pending bans and unbans when it answers again, every ban
+        this instance holds after a restart. True when a restart was replayed."""
+        redis = self._redis
+        if redis is None or not self._sharing:
+            return False
+        version = (redis.recoveries, redis.restarts)
+        pending = bool(self._pending_bans or self._pending_unbans)
+        if version == self._seen_version and not (pending and time.monotonic() >= self._retry_at):
+            return False
+        restarted = version[1] != self._seen_version[1]
+        self._seen_version = version
+        self._retry_at = time.monotonic() + self.config.redis_state_refresh_interval
+        for target, namespace in list(self._pending_unbans.items()):
+            self._unshare(namespace, target)
+        held = self._memory.records()
+        self._pending_bans &= {record.target for record in held}
+        for record in held:
+            if restarted or record.target in self._pending_bans:
+                network = parse_network(record.target) if record.is_network else None
+                self._share(record, network)
+        if restarted:
+            self.logger.warning("Redis restarted: wrote %d bans held here again", len(held))
+        return restarted
 
     def _read_namespace(self, namespace: str) -> dict[str, object] | None:
         keys = call_or_none(self._redis, lambda r: r.keys(f"{namespace}:*"))

@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from redis import Redis
+from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from guard_core.circuit_breaker import Admission, BreakerState, CircuitBreaker
@@ -59,7 +60,7 @@ class RedisManager:
         self.config = config
         self.logger = logging.getLogger("guard_core.redis")
         self.agent_handler = None
-        self._client_factory = client_factory or build_client
+        self._client_factory = client_factory or self._build_client
         self._redis: Redis | None = None
         self._closed = False
         self._connection_lock = Lock()
@@ -68,6 +69,13 @@ class RedisManager:
             config.redis_breaker_base_delay, config.redis_breaker_max_delay
         )
         self._agent_failing = False
+        self._server_run_id: str | None = None
+        #: Times Redis came back after being unavailable: subsystems then write what they
+        #: could not write meanwhile.
+        self.recoveries = 0
+        #: Times a new connection found a different server process (a restart, data maybe
+        #: gone): subsystems then write again all the state they hold.
+        self.restarts = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -342,7 +350,29 @@ class RedisManager:
 
         return self.safe_operation(_run_script)
 
-    # -- internals -------------------------------------------------------------------
+    # -- internals ---
+
+    def _build_client(self, config: SecurityConfig) -> Redis:
+        return build_client(config, on_connect=self._on_new_connection)
+
+    def _on_new_connection(self, connection: AbstractConnection) -> None:
+        """Handshake, then note which server process answers (its run_id)."""
+        conn: Any = connection  # the sync face's connection methods are untyped
+        conn.on_connect()
+        try:
+            conn.send_command("INFO", "server")
+            info = conn.read_response()
+        except ResponseError:  # e.g. an ACL user without INFO: restarts go unnoticed
+            return
+        run_id = _run_id(info)
+        if run_id is None:
+            return
+        previous, self._server_run_id = self._server_run_id, run_id
+        if previous is not None and previous != run_id:
+            self.restarts += 1
+            self.logger.warning(
+                "Redis restarted (its data may be gone): subsystems write their state again"
+            )
 
     def _describe(self, exc: BaseException) -> str:
         return self._redactor.scrub(f"{type(exc).__name__}: {exc}")
@@ -366,6 +396,7 @@ class RedisManager:
 
     def _record_success(self) -> None:
         if self._breaker.succeeded():
+            self.recoveries += 1
             self.logger.warning("Redis available again")
             self._send_redis_event(
                 event_type="redis_connection",
@@ -408,6 +439,14 @@ class RedisManager:
         if self._agent_failing:
             self._agent_failing = False
             self.logger.warning("Agent handler accepts events again")
+
+
+def _run_id(info: object) -> str | None:
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("run_id:"):
+            return line.partition(":")[2].strip()
+    return None
 
 
 def call_or_none(redis: RedisManager | None, call: Callable[[RedisManager], Any]) -> Any:

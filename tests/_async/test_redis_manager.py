@@ -17,7 +17,7 @@ from guard_core.models import SecurityConfig
 from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer, free_port
 from tests.support.agents import AsyncRecordingAgent
-from tests.support.backends import Backend
+from tests.support.backends import Backend, StateEnv
 from tests.support.workers import ASYNC_WORKERS, run_async_workers
 
 pytestmark = pytest.mark.anyio
@@ -435,3 +435,26 @@ async def test_many_concurrent_callers_share_one_manager(
     await run_async_workers(ASYNC_WORKERS, work)
     assert backend.inspect.get("guard_core:shared:counter") == str(ASYNC_WORKERS)
     assert len(await manager.keys("own:*") or []) == ASYNC_WORKERS
+
+
+# -- recovery bookkeeping ------------------------------------------------------------------
+
+
+async def test_counts_recoveries_and_restarts(
+    private_server: LocalRedisServer, private_env: StateEnv
+) -> None:
+    manager = private_env.redis
+    assert (manager.recoveries, manager.restarts) == (0, 0)
+    assert await manager.set_key("ns", "k", "v") is True
+    private_server.stop()
+    private_server.start()  # same port, empty: a new server process
+    assert await manager.get_key("ns", "k") is None  # the dropped connection was retried
+    assert manager.restarts == 1
+    private_server.stop()
+    with pytest.raises(GuardRedisError):
+        await manager.get_key("ns", "k")
+    assert manager.available is False
+    private_server.start()
+    assert await manager.set_key("ns", "k", "again") is True
+    assert manager.available is True
+    assert (manager.recoveries, manager.restarts) == (1, 2)

@@ -19,7 +19,7 @@ from guard_core.models import SecurityConfig
 from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer, free_port
 from tests.support.agents import RecordingAgent
-from tests.support.backends import Backend
+from tests.support.backends import Backend, StateEnv
 from tests.support.workers import WORKERS, run_workers
 
 pytestmark = pytest.mark.sync
@@ -437,3 +437,26 @@ def test_many_concurrent_callers_share_one_manager(
     run_workers(WORKERS, work)
     assert backend.inspect.get("guard_core:shared:counter") == str(WORKERS)
     assert len(manager.keys("own:*") or []) == WORKERS
+
+
+# -- recovery bookkeeping ------------------------------------------------------------------
+
+
+def test_counts_recoveries_and_restarts(
+    private_server: LocalRedisServer, private_env: StateEnv
+) -> None:
+    manager = private_env.redis
+    assert (manager.recoveries, manager.restarts) == (0, 0)
+    assert manager.set_key("ns", "k", "v") is True
+    private_server.stop()
+    private_server.start()  # same port, empty: a new server process
+    assert manager.get_key("ns", "k") is None  # the dropped connection was retried
+    assert manager.restarts == 1
+    private_server.stop()
+    with pytest.raises(GuardRedisError):
+        manager.get_key("ns", "k")
+    assert manager.available is False
+    private_server.start()
+    assert manager.set_key("ns", "k", "again") is True
+    assert manager.available is True
+    assert (manager.recoveries, manager.restarts) == (1, 2)

@@ -1,0 +1,95 @@
+"""`Guard`: the one entry point adapters need, every subsystem over one Redis connection pool."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from guard_core.exceptions import GuardRedisError
+from guard_core.models import GuardHealth, SecurityConfig
+from guard_core.redaction import redact_url
+
+from .handlers.behavior_handler import BehaviorTracker
+from .handlers.cloud_handler import CloudManager
+from .handlers.ipban_handler import IPBanManager
+from .handlers.ratelimit_handler import RateLimitManager
+from .handlers.redis_handler import RedisManager
+from .handlers.security_headers_handler import SecurityHeadersManager
+from .handlers.suspatterns_handler import SusPatternsManager
+
+SUBSYSTEMS = ("rate_limiter", "ip_bans", "cloud", "patterns", "headers", "behavior")
+
+
+class Guard:
+    """Builds the Redis manager and every subsystem from one `SecurityConfig`.
+
+    Use it as a context manager (`async with Guard(config) as guard:`). When Redis cannot be
+    reached at start-up the guard starts in degraded mode (subsystems answer from memory)
+    with one warning, and reconnects by itself on later use.
+    """
+
+    def __init__(
+        self,
+        config: SecurityConfig,
+        *,
+        client_factory: Callable[[SecurityConfig], Any] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config
+        self.logger = logging.getLogger("guard_core.guard")
+        self.redis = RedisManager(config, client_factory=client_factory)
+        self.rate_limiter = RateLimitManager(config, self.redis)
+        self.ip_bans = IPBanManager(config, self.redis)
+        self.cloud = CloudManager(config, self.redis, http_client=http_client)
+        self.patterns = SusPatternsManager(config, self.redis)
+        self.headers = SecurityHeadersManager(config, self.redis)
+        self.behavior = BehaviorTracker(config, self.redis)
+
+    async def start(self) -> None:
+        """Connect to Redis when enabled; never raises for an unreachable Redis."""
+        if not self.config.enable_redis:
+            self.logger.info("Redis disabled: subsystems keep their state in memory")
+            return
+        try:
+            await self.redis.initialize()
+        except GuardRedisError:
+            # The manager has logged the WARNING for this state change.
+            self.logger.info(
+                "Starting in degraded mode: %s is unreachable; reconnecting on later use",
+                redact_url(self.config.redis_url),
+            )
+
+    async def close(self) -> None:
+        """Close the Redis connection (later Redis operations fail fast)."""
+        await self.redis.close()
+
+    async def health(self) -> GuardHealth:
+        """The Redis mode ("redis", "degraded" or "disabled") and each subsystem's mode."""
+        answered = await self.redis.ping()
+        status = "disabled" if answered is None else "redis" if answered else "degraded"
+        mode = "shared" if status == "redis" else "memory"
+        return GuardHealth(
+            status=status,
+            subsystems=dict.fromkeys(SUBSYSTEMS, mode),
+            redis={
+                "url": redact_url(self.config.redis_url),
+                "prefix": self.config.redis_prefix,
+                "breaker": self.redis.breaker_snapshot(),
+            },
+        )
+
+    async def __aenter__(self) -> Guard:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
