@@ -273,6 +273,11 @@ class CustomPatternCache:
             return frozenset(self._added_here)
 
     @property
+    def has_pending(self) -> bool:
+        """Whether some change waits for Redis (a lock-free read for the hot path)."""
+        return bool(self._pending)
+
+    @property
     def pending(self) -> Mapping[str, bool]:
         """Changes Redis has not taken: pattern -> True (added) or False (removed)."""
         with self._lock:

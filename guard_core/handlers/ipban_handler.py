@@ -15,6 +15,7 @@ from guard_core.ban_store import BanRecord, MemoryBanStore
 from guard_core.ip_utils import IPAddress, IPNetwork, parse_ip, parse_network
 from guard_core.keys import key_in_namespace, validate_ttl
 from guard_core.models import SecurityConfig
+from guard_core.write_back import Replay, WriteBackSchedule
 
 from .redis_handler import RedisManager, call_or_none
 
@@ -55,8 +56,7 @@ class IPBanManager:
         # Writes Redis has not taken yet, replayed when it answers again (no lost writes).
         self._pending_bans: set[str] = set()
         self._pending_unbans: dict[str, str] = {}  # target -> namespace
-        self._seen_version = (0, 0)
-        self._retry_at = 0.0
+        self._write_back_schedule = WriteBackSchedule(config.redis_state_refresh_interval)
 
     async def ban_ip(self, ip: str, duration: int | None = None, reason: str = "banned") -> bool:
         """Ban an address or CIDR for `duration` seconds; False (and a warning) for loopback."""
@@ -171,13 +171,11 @@ class IPBanManager:
         redis = self._redis
         if redis is None or not self._sharing:
             return False
-        version = (redis.recoveries, redis.restarts)
         pending = bool(self._pending_bans or self._pending_unbans)
-        if version == self._seen_version and not (pending and time.monotonic() >= self._retry_at):
+        replay = self._write_back_schedule.due(redis.recoveries, redis.restarts, pending=pending)
+        if replay is None:
             return False
-        restarted = version[1] != self._seen_version[1]
-        self._seen_version = version
-        self._retry_at = time.monotonic() + self.config.redis_state_refresh_interval
+        restarted = replay is Replay.EVERYTHING
         for target, namespace in list(self._pending_unbans.items()):
             await self._unshare(namespace, target)
         held = self._memory.records()

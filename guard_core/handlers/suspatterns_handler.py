@@ -24,6 +24,7 @@ from guard_core.attack_patterns import (
 )
 from guard_core.lua_scripts import JSON_SET_UPDATE
 from guard_core.models import SecurityConfig
+from guard_core.write_back import Replay, WriteBackSchedule
 
 from .redis_handler import RedisManager, call_or_none
 
@@ -52,22 +53,26 @@ class SusPatternsManager:
         self._redis = redis_handler
         self._cache = CustomPatternCache()
         self._malformed_reported = False
+        self._write_back_schedule = WriteBackSchedule(config.redis_state_refresh_interval)
 
     async def add_pattern(self, pattern: str) -> None:
         """Add a custom pattern; ValueError if it is empty or not a valid regex."""
         regex = compile_custom(pattern)
+        await self._write_back()
         changed = await self._update_shared("add", pattern)
         self._cache.add(pattern, regex, shared=changed is not None)
 
     async def remove_pattern(self, pattern: str) -> bool:
         """Remove a custom pattern; whether it was there."""
         validate_pattern_text(pattern)
+        await self._write_back()
         changed = await self._update_shared("remove", pattern)
         was_active = self._cache.remove(pattern, shared=changed is not None)
         return was_active or bool(changed)
 
     async def get_patterns(self) -> PatternList:
         """Pattern strings in effect, built-in and custom apart (custom re-read from Redis)."""
+        await self._write_back()
         await self.refresh()
         return PatternList(
             builtin=tuple(p.pattern for p in BUILTIN_PATTERNS),
@@ -80,6 +85,7 @@ class SusPatternsManager:
         """
         if not isinstance(content, str):
             raise TypeError(f"content must be a str, not {type(content).__name__}")
+        await self._write_back()
         if self._uses_redis() and self._cache.claim_read(
             time.monotonic(), self.config.redis_state_refresh_interval
         ):
@@ -109,6 +115,32 @@ class SusPatternsManager:
 
     def _uses_redis(self) -> bool:
         return self._redis is not None and self._redis.config.enable_redis
+
+    async def _write_back(self) -> None:
+        """Replay to Redis the changes it did not take, and after a restart every pattern
+        added here."""
+        redis = self._redis
+        if redis is None or not self._uses_redis():
+            return
+        replay = self._write_back_schedule.due(
+            redis.recoveries, redis.restarts, pending=self._cache.has_pending
+        )
+        if replay is None:
+            return
+        changes = dict(self._cache.pending)
+        if replay is Replay.EVERYTHING:
+            for pattern in self._cache.added_here:
+                changes.setdefault(pattern, True)
+        for pattern, added in changes.items():
+            await self._replay(pattern, added)
+
+    async def _replay(self, pattern: str, added: bool) -> None:
+        if await self._update_shared("add" if added else "remove", pattern) is None:
+            return
+        if added:
+            self._cache.add(pattern, compile_custom(pattern), shared=True)
+        else:
+            self._cache.remove(pattern, shared=True)
 
     async def _update_shared(self, operation: str, pattern: str) -> int | None:
         """1/0 (changed or not) from Redis, or None when Redis did not take the change."""

@@ -37,6 +37,7 @@ from guard_core.security_headers import (
     HeadersConfig,
     apply_changes,
 )
+from guard_core.write_back import Replay, WriteBackSchedule
 
 from .redis_handler import RedisManager, call_or_none
 
@@ -74,6 +75,7 @@ class SecurityHeadersManager:
         self._rejected: int | None = None
         # Serialises read-modify-write in configure()/reset() of this instance.
         self._write_lock = Lock()
+        self._write_back_schedule = WriteBackSchedule(config.redis_state_refresh_interval)
 
     @property
     def current(self) -> HeadersConfig:
@@ -95,6 +97,7 @@ class SecurityHeadersManager:
         """
         if path is not None and not isinstance(path, str):
             raise TypeError(f"path must be a str or None, not {type(path).__name__}")
+        self._write_back()
         if self._refresh_due():
             self._refresh()
         with self._lock:
@@ -150,7 +153,36 @@ class SecurityHeadersManager:
 
     # -- internals -------------------------------------------------------------------
 
+    def _write_back(self) -> None:
+        """After Redis comes back, write the configuration it did not take (unless another
+        instance configured later); after a restart, write a non-default one again."""
+        redis = self.redis_handler
+        if redis is None or not self._shared:
+            return
+        replay = self._write_back_schedule.due(
+            redis.recoveries, redis.restarts, pending=self._pending
+        )
+        if replay is None:
+            return
+        with self._write_lock:
+            self._refresh()  # adopts a newer configuration written meanwhile
+            with self._lock:
+                current = self._current
+                wanted = self._pending or (
+                    replay is Replay.EVERYTHING and current != DEFAULT_CONFIG
+                )
+            if not wanted:
+                return
+            written = call_or_none(
+                redis, lambda r: r.set_key(NAMESPACE, CONFIG_KEY, current.to_json())
+            )
+            with self._lock:
+                self._generation += 1
+                if written is True and self._current is current:
+                    self._pending = False
+
     def _commit(self, make: Callable[[HeadersConfig], HeadersConfig]) -> None:
+        self._write_back()
         with self._write_lock:
             self._refresh()  # build on what other instances wrote last
             with self._lock:
