@@ -17,10 +17,12 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# Debian's redis-server, and openssl for the certificates the TLS tests make.
 redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		echo "redis-server not found: installing Debian's redis-server"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || { \
+		echo "installing Debian's redis-server and openssl"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq redis-server openssl >/dev/null; }
 	@redis-server --version
 
 demo: venv redis-server

@@ -54,31 +54,32 @@ class ServerTLS:
     client_cert_file: str | None = None
     client_key_file: str | None = None
 
-    @property
-    def mutual(self) -> bool:
-        return self.client_cert_file is not None
 
-    def args(self, port: int) -> list[str]:
-        return [
-            "--port", "0",
-            "--tls-port", str(port),
-            "--tls-cert-file", self.cert_file,
-            "--tls-key-file", self.key_file,
-            "--tls-ca-cert-file", self.ca_file,
-            "--tls-auth-clients", "yes" if self.mutual else "no",
-        ]  # fmt: skip
+def _tls_args(tls: ServerTLS, port: int) -> list[str]:
+    return [
+        "--port", "0",  # no plain-text listener
+        "--tls-port", str(port),
+        "--tls-cert-file", tls.cert_file,
+        "--tls-key-file", tls.key_file,
+        "--tls-ca-cert-file", tls.ca_file,
+        "--tls-auth-clients", "no" if tls.client_cert_file is None else "yes",
+    ]  # fmt: skip
 
-    def client_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.ca_file)
-        if self.client_cert_file is not None:
-            context.load_cert_chain(self.client_cert_file, self.client_key_file)
-        return context
 
-    def url_query(self) -> str:
-        params = {"ssl_ca_certs": self.ca_file}
-        if self.client_cert_file is not None and self.client_key_file is not None:
-            params |= {"ssl_certfile": self.client_cert_file, "ssl_keyfile": self.client_key_file}
-        return urlencode(params)
+def _tls_ping_context(tls: ServerTLS) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    # readiness needs a trusted chain only: tests may serve a cert naming another host
+    context.check_hostname = False
+    if tls.client_cert_file is not None:
+        context.load_cert_chain(tls.client_cert_file, tls.client_key_file)
+    return context
+
+
+def _tls_url_query(tls: ServerTLS) -> str:
+    params = {"ssl_ca_certs": tls.ca_file}
+    if tls.client_cert_file is not None and tls.client_key_file is not None:
+        params |= {"ssl_certfile": tls.client_cert_file, "ssl_keyfile": tls.client_key_file}
+    return urlencode(params)
 
 
 def _ping(port: int, timeout: float, context: ssl.SSLContext | None = None) -> bool:
@@ -118,7 +119,7 @@ class LocalRedisServer:
         """`redis://...`, or with TLS `rediss://...?ssl_ca_certs=...` (and the client cert)."""
         if self.tls is None:
             return f"redis://127.0.0.1:{self.port}/0"
-        return f"rediss://127.0.0.1:{self.port}/0?{self.tls.url_query()}"
+        return f"rediss://127.0.0.1:{self.port}/0?{_tls_url_query(self.tls)}"
 
     @property
     def running(self) -> bool:
@@ -128,8 +129,8 @@ class LocalRedisServer:
         """Start the server and wait until it answers PING."""
         if self.running:
             return self
-        listen = ["--port", str(self.port)] if self.tls is None else self.tls.args(self.port)
-        context = None if self.tls is None else self.tls.client_context()
+        listen = ["--port", str(self.port)] if self.tls is None else _tls_args(self.tls, self.port)
+        context = None if self.tls is None else _tls_ping_context(self.tls)
         args = [
             redis_server_binary(),
             *listen,
@@ -154,6 +155,12 @@ class LocalRedisServer:
         self.stop()
         tail = (self._workdir / "redis.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"redis-server did not start on 127.0.0.1:{self.port}:\n{tail}")
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the server process (fault injection: SIGKILL, SIGSTOP, SIGCONT)."""
+        if self._process is None:
+            raise RuntimeError("redis-server is not running")
+        self._process.send_signal(sig)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and wait for it to exit."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis import BlockingConnectionPool, Redis
 from redis.connection import AbstractConnection
@@ -23,6 +24,11 @@ def build_client(
 
     `on_connect(connection)`, when given, runs on every new connection in place of
     redis-py's handshake and must call `connection.on_connect()` itself.
+
+    A `rediss://` URL connects with TLS, verifying the server's certificate and hostname;
+    the CA and an optional client certificate are named in its query string, e.g.
+    `rediss://user:password@host:6380/0?ssl_ca_certs=/etc/ssl/redis-ca.pem` (redis-py
+    passes `ssl_*` query parameters on; they take precedence over the defaults here).
     """
     if config.redis_url is None:
         raise ValueError("redis_url is None: no Redis server to connect to")
@@ -34,6 +40,10 @@ def build_client(
         # Retry a dropped connection, never a timeout: a hung Redis costs one timeout.
         supported_errors=(ConnectionError,),
     )
+    tls: dict[str, Any] = {}
+    if urlsplit(config.redis_url).scheme == "rediss":
+        # Older redis-py releases skip the hostname check by default: ask for it.
+        tls = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
     pool = BlockingConnectionPool.from_url(
         config.redis_url,
         decode_responses=True,
@@ -43,5 +53,6 @@ def build_client(
         socket_timeout=config.redis_socket_timeout,
         retry=retry,
         redis_connect_func=on_connect,
+        **tls,
     )
     return Redis.from_pool(pool)
