@@ -49,5 +49,14 @@ check: lint typecheck sync-check
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
 
-bench: venv redis-server
+# The peer measured against: the published guard-core, in a virtualenv of its own (its
+# import name is ours too).
+PEER_VENV := .venv-peer
+$(PEER_VENV)/.installed:
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet "guard-core==4.4.0" "anyio>=4.5"
+	touch $@
+
+bench: venv redis-server $(PEER_VENV)/.installed
 	$(PY) benchmarks/bench_redis_manager.py
+	$(PY) benchmarks/bench_outage.py --peer-python $(PEER_VENV)/bin/python

@@ -75,8 +75,8 @@ class SecurityConfig:
     #: Retries of a command after a connection error or timeout (0 disables retrying).
     redis_retries: int = 1
     #: Exponential backoff between retries, in seconds: first step, then capped.
-    redis_retry_backoff_base: float = 0.05
-    redis_retry_backoff_cap: float = 0.5
+    redis_retry_backoff_base: float = 0.01
+    redis_retry_backoff_cap: float = 0.1
     #: Circuit breaker: after a connection failure or timeout, calls fail fast for this many
     #: seconds before one call probes Redis; each failed probe doubles the wait, up to the cap.
     redis_breaker_base_delay: float = 0.5
