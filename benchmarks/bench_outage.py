@@ -25,11 +25,10 @@ HERE = Path(__file__).resolve().parent
 
 def run_probe(python: str, impl: str, fault: str, ops: int, budget: float) -> dict[str, object]:
     with LocalRedisServer() as server:
-        assert server._process is not None
         command = [
             os.path.abspath(python), str(HERE / "outage_probe.py"),
             "--impl", impl, "--fault", fault, "--url", server.url,
-            "--pid", str(server._process.pid), "--ops", str(ops), "--budget", str(budget),
+            "--pid", str(server.pid), "--ops", str(ops), "--budget", str(budget),
         ]  # fmt: skip
         probe = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/"

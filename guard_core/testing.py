@@ -156,6 +156,13 @@ class LocalRedisServer:
         tail = (self._workdir / "redis.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"redis-server did not start on 127.0.0.1:{self.port}:\n{tail}")
 
+    @property
+    def pid(self) -> int:
+        """The server process's id (while it runs)."""
+        if self._process is None:
+            raise RuntimeError("redis-server is not running")
+        return self._process.pid
+
     def send_signal(self, sig: int) -> None:
         """Signal the server process (fault injection: SIGKILL, SIGSTOP, SIGCONT)."""
         if self._process is None:
