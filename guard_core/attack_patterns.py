@@ -191,8 +191,10 @@ def compile_custom(pattern: object) -> re.Pattern[str]:
     text = validate_pattern_text(pattern)
     try:
         return re.compile(text, PATTERN_FLAGS)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {text!r}: {exc}") from None
+    except (re.error, RecursionError, OverflowError) as exc:
+        # RecursionError: deeply nested groups; OverflowError: a huge repetition count
+        shown = text if len(text) <= 80 else text[:80] + "..."
+        raise ValueError(f"invalid regular expression {shown!r}: {exc}") from None
 
 
 def scan(

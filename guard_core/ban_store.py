@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from cachetools import TTLCache
 
 from guard_core.ip_utils import IPAddress, IPNetwork
-from guard_core.keys import MAX_TTL
+from guard_core.validation import MAX_TTL
 
 
 @dataclass(frozen=True)

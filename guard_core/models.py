@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from guard_core.keys import MAX_TTL
 from guard_core.redaction import redact_url
+from guard_core.validation import MAX_TTL, shown_number
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
@@ -23,16 +22,17 @@ def _require_bool(name: str, value: object) -> None:
 def _require_number(name: str, value: object, *, minimum: float, allow_zero: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number, not {type(value).__name__}")
-    if not math.isfinite(value) or value < minimum or (value == minimum and not allow_zero):
+    # NaN and infinities fail the comparisons; math.isfinite would overflow on a huge int
+    if not minimum <= value <= MAX_TTL or (value == minimum and not allow_zero):
         bound = f">= {minimum}" if allow_zero else f"> {minimum}"
-        raise ValueError(f"{name} must be finite and {bound} (got {value!r})")
+        raise ValueError(f"{name} must be {bound} and <= {MAX_TTL} (got {shown_number(value)})")
 
 
 def _require_int(name: str, value: object, *, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an int, not {type(value).__name__}")
     if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high} (got {value})")
+        raise ValueError(f"{name} must be between {low} and {high} (got {shown_number(value)})")
 
 
 def _check_redis_url(url: object) -> None:

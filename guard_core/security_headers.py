@@ -220,16 +220,21 @@ def _check_max_age(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"hsts_max_age must be an int, not {type(value).__name__}")
     if not 0 <= value <= MAX_HSTS_MAX_AGE:
-        raise ValueError(f"hsts_max_age must be between 0 and {MAX_HSTS_MAX_AGE} (got {value})")
+        shown = value if value.bit_length() <= 64 else f"an int of {value.bit_length()} bits"
+        raise ValueError(f"hsts_max_age must be between 0 and {MAX_HSTS_MAX_AGE} (got {shown})")
     return value
 
 
 def _check_timestamp(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"updated_at must be a number, not {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"updated_at must be finite and >= 0 (got {value!r})")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise ValueError("updated_at is too large") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"updated_at must be finite and >= 0 (got {seconds!r})")
+    return seconds
 
 
 DEFAULT_CSP: Directives = (

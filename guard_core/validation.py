@@ -2,31 +2,52 @@
 
 from __future__ import annotations
 
-import math
+#: Longest TTL accepted, in seconds (about 68 years); Redis rejects much larger expiries.
+MAX_TTL = 2**31 - 1
+
+
+def shown_number(value: int | float) -> str:
+    """`value` for an error message; an int too long to print is summarised by its size."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an int of {value.bit_length()} bits"
+    return repr(value)
+
+
+#: Largest count accepted: the Lua window holds counts as doubles, exact up to 2**53.
+MAX_COUNT = 2**53
 
 
 def check_count(name: str, value: object) -> int:
-    """A whole number >= 1 (limits, thresholds)."""
+    """A whole number in 1..MAX_COUNT (limits, thresholds)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < 1:
-        raise ValueError(f"{name} must be at least 1 (got {value})")
-    return value
+        raise ValueError(f"{name} must be at least 1 (got {shown_number(value)})")
+    if value > MAX_COUNT:
+        raise ValueError(f"{name} must be at most {MAX_COUNT} (got {shown_number(value)})")
+    return int(value)
 
 
 def check_seconds(name: str, value: object, *, minimum: float = 0.001) -> float:
-    """A finite number of seconds >= `minimum`."""
+    """A finite number of seconds in `minimum`..MAX_TTL (longer ones Redis cannot expire)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{name} must be at least {minimum} seconds (got {value!r})")
+    # NaN fails both comparisons; no math.isfinite, which overflows on a huge int
+    if not minimum <= value <= MAX_TTL:
+        raise ValueError(
+            f"{name} must be between {minimum} and {MAX_TTL} seconds (got {shown_number(value)})"
+        )
     return float(value)
 
 
 def check_text(name: str, value: object, *, allow_empty: bool = False) -> str:
-    """A str (non-empty unless `allow_empty`)."""
+    """A UTF-8 encodable str (non-empty unless `allow_empty`); it may become part of a key."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
     if not value and not allow_empty:
         raise ValueError(f"{name} must not be empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name} is not encodable as UTF-8: {exc.reason}") from None
     return value

@@ -8,13 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from guard_core.keys import (
-    MAX_TTL,
     build_key,
     build_pattern,
     escape_glob,
     validate_ttl,
     validate_value,
 )
+from guard_core.validation import MAX_TTL
 
 
 def test_build_key_layout() -> None:

@@ -8,6 +8,7 @@ a bounded window per pair; during an outage each instance counts for itself.
 from __future__ import annotations
 
 from guard_core.ip_utils import parse_ip
+from guard_core.keys import encode_key_part
 from guard_core.models import SecurityConfig
 from guard_core.validation import check_count, check_seconds, check_text
 
@@ -29,7 +30,8 @@ class BehaviorTracker:
     ) -> bool:
         """Record one use; True when the client used the endpoint more than `threshold`
         times in the last `window` seconds."""
-        key = f"{check_text('endpoint_id', endpoint_id)}:{parse_ip(client_ip)}"
+        endpoint = encode_key_part(check_text("endpoint_id", endpoint_id))
+        key = f"{endpoint}:{parse_ip(client_ip)}"  # the first ':' ends the endpoint
         threshold = check_count("threshold", threshold)
         window = check_seconds("window", window)
         result = await self._store.hit(key, threshold, window, record_always=True)

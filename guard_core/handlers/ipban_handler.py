@@ -147,7 +147,7 @@ class IPBanManager:
         namespace = BANNED_NETWORKS if network is not None else BANNED_IPS
         stored = await call_or_none(
             self._redis,
-            lambda r: r.set_key(namespace, record.target, f"{record.expires_at:.3f}", ttl=seconds),
+            lambda r: r.set_key(namespace, record.target, repr(record.expires_at), ttl=seconds),
         )
         if not stored:
             return False
