@@ -54,6 +54,8 @@ class CircuitBreaker:
 
     def admit(self) -> Admission:
         """May a call go to Redis now?"""
+        if self.state is BreakerState.CLOSED:  # the common case, without the lock
+            return Admission.ALLOW
         with self._lock:
             if self._state is BreakerState.CLOSED:
                 return Admission.ALLOW
@@ -96,6 +98,8 @@ class CircuitBreaker:
 
     def abandoned(self, admission: Admission) -> None:
         """A probe that ended without an answer (cancelled): let the next caller probe."""
+        if admission is not Admission.PROBE:
+            return
         with self._lock:
             if admission is Admission.PROBE and self._state is BreakerState.HALF_OPEN:
                 self._state = BreakerState.OPEN
