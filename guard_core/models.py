@@ -216,5 +216,7 @@ class GuardHealth:
     status: str
     #: Each subsystem's mode: "shared" or "memory".
     subsystems: dict[str, str]
-    #: Details of the Redis connection (URL with credentials masked, last error, ...).
+    #: Details of the Redis connection (URL with credentials masked, the breaker's counters).
     redis: dict[str, Any] = field(default_factory=dict)
+    #: Writes each subsystem holds for Redis until it answers again (no lost writes).
+    pending_writes: dict[str, int] = field(default_factory=dict)

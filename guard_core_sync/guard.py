@@ -82,6 +82,11 @@ class Guard:
                 "prefix": self.config.redis_prefix,
                 "breaker": self.redis.breaker_snapshot(),
             },
+            pending_writes={
+                "ip_bans": self.ip_bans.pending_writes,
+                "patterns": len(self.patterns.pending_changes),
+                "headers": int(self.headers.pending_write),
+            },
         )
 
     def __enter__(self) -> Guard:

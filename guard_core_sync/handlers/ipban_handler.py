@@ -138,6 +138,11 @@ class IPBanManager:
         return sorted(merged.values(), key=lambda record: record.target)
 
     @property
+    def pending_writes(self) -> int:
+        """Bans and unbans made here that Redis has not taken yet."""
+        return len(self._pending_bans) + len(self._pending_unbans)
+
+    @property
     def _sharing(self) -> bool:
         return self._redis is not None and self._redis.config.enable_redis
 

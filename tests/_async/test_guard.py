@@ -98,9 +98,15 @@ async def test_starts_degraded_with_one_warning_then_reconnects(
         assert (await guard.rate_limiter.check("x", limit=1, window=60)).allowed
         warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(warnings) == 1, [r.getMessage() for r in warnings]
+        degraded = await guard.health()
+        assert degraded.pending_writes == {"ip_bans": 1, "patterns": 0, "headers": 0}
+        assert degraded.redis["breaker"]["state"] == "open"
         with LocalRedisServer(port=port):
             await async_sleep(0.06)  # one probe interval
             assert (await guard.health()).status == "redis"
+            assert await guard.ip_bans.is_ip_banned("192.0.2.44")  # written back
+            assert (await guard.health()).pending_writes["ip_bans"] == 0
+            assert await guard.redis.exists("banned_ips", "192.0.2.44") is True
             assert await guard.ip_bans.ban_ip("192.0.2.45", 60)
             assert await guard.redis.exists("banned_ips", "192.0.2.45") is True
 
