@@ -90,10 +90,12 @@ class CircuitBreaker:
                 self._opened_at = now
                 self.times_opened += 1
                 return True
-            # a failed probe (or a late failure while open): wait longer before the next probe
-            self._delay = min(self._max_delay, max(self._delay * 2, self._base_delay))
-            self._state = BreakerState.OPEN
-            self._retry_at = now + self._delay
+            if self._state is BreakerState.HALF_OPEN:
+                # a failed probe: wait longer before the next one
+                self._delay = min(self._max_delay, max(self._delay * 2, self._base_delay))
+                self._state = BreakerState.OPEN
+                self._retry_at = now + self._delay
+            # already open: a call that was in flight failed late; the schedule stands
             return False
 
     def abandoned(self, admission: Admission) -> None:

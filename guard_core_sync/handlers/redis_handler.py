@@ -84,33 +84,40 @@ class RedisManager:
         if self._closed or not self.config.enable_redis:
             self._redis = None
             return
+        failures_before = self._breaker.failures
+        failure: Exception | None = None
         with self._connection_lock:
-            if self._redis is not None:
+            if self._redis is not None or self._closed:
                 return
-            if self.config.redis_url is None:
-                self._record_failure("Redis URL is None, skipping connection")
-                return
-            client: Redis | None = None
-            connected = False
-            try:
-                client = self._client_factory(self.config)
-                client.ping()
-                connected = True
-            except Exception as exc:
-                reason = self._describe(exc)
-                self._record_failure(f"Redis connection failed: {reason}")
-                self._send_redis_event(
-                    event_type="redis_error",
-                    action_taken="connection_failed",
-                    reason=f"Redis connection failed: {reason}",
-                    redis_url=redact_url(self.config.redis_url),
-                    error_type="connection_error",
-                )
-                raise GuardRedisError(503, "Redis connection failed") from exc
-            finally:
-                if not connected and client is not None:
-                    self._discard(client)
-            self._redis = client
+            if self._breaker.failures != failures_before:
+                # the caller before us in the queue just failed: do not try again at once
+                raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
+            if self.config.redis_url is not None:
+                client: Redis | None = None
+                try:
+                    client = self._client_factory(self.config)
+                    client.ping()
+                    self._redis, client = client, None
+                except Exception as exc:
+                    failure = exc
+                finally:
+                    if client is not None:
+                        self._discard(client)
+        if self.config.redis_url is None:
+            self._record_failure("Redis URL is None, skipping connection")
+            return
+        # events go out after the lock: an agent may well write through this manager
+        if failure is not None:
+            reason = self._describe(failure)
+            self._record_failure(f"Redis connection failed: {reason}")
+            self._send_redis_event(
+                event_type="redis_error",
+                action_taken="connection_failed",
+                reason=f"Redis connection failed: {reason}",
+                redis_url=redact_url(self.config.redis_url),
+                error_type="connection_error",
+            )
+            raise GuardRedisError(503, "Redis connection failed") from failure
         self._record_success()
         self.logger.info("Redis connection established")
         self._send_redis_event(

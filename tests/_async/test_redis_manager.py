@@ -458,3 +458,25 @@ async def test_counts_recoveries_and_restarts(
     assert await manager.set_key("ns", "k", "again") is True
     assert manager.available is True
     assert (manager.recoveries, manager.restarts) == (1, 2)
+
+
+async def test_concurrent_first_use_makes_one_connection_attempt() -> None:
+    attempts: list[SecurityConfig] = []
+
+    def counting_factory(config: SecurityConfig) -> Redis:
+        attempts.append(config)
+        return Redis.from_url(config.redis_url or "", socket_connect_timeout=0.3)
+
+    config = SecurityConfig(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    manager = RedisManager(config, client_factory=counting_factory)
+    failures: list[int] = []
+
+    async def call(index: int) -> None:
+        with pytest.raises(GuardRedisError) as raised:
+            await manager.get_key("ns", str(index))
+        failures.append(raised.value.status_code)
+
+    await run_async_workers(ASYNC_WORKERS, call)
+    assert failures == [503] * ASYNC_WORKERS
+    assert len(attempts) == 1  # the others failed fast instead of queueing their own attempt
+    await manager.close()

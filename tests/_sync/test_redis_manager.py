@@ -460,3 +460,25 @@ def test_counts_recoveries_and_restarts(
     assert manager.set_key("ns", "k", "again") is True
     assert manager.available is True
     assert (manager.recoveries, manager.restarts) == (1, 2)
+
+
+def test_concurrent_first_use_makes_one_connection_attempt() -> None:
+    attempts: list[SecurityConfig] = []
+
+    def counting_factory(config: SecurityConfig) -> Redis:
+        attempts.append(config)
+        return Redis.from_url(config.redis_url or "", socket_connect_timeout=0.3)
+
+    config = SecurityConfig(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    manager = RedisManager(config, client_factory=counting_factory)
+    failures: list[int] = []
+
+    def call(index: int) -> None:
+        with pytest.raises(GuardRedisError) as raised:
+            manager.get_key("ns", str(index))
+        failures.append(raised.value.status_code)
+
+    run_workers(WORKERS, call)
+    assert failures == [503] * WORKERS
+    assert len(attempts) == 1  # the others failed fast instead of queueing their own attempt
+    manager.close()
