@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from cachetools import TTLCache
 
@@ -32,20 +34,26 @@ class BanRecord:
 
 
 class MemoryBanStore:
-    """Bans kept in a bounded `TTLCache` (addresses) and a dict (networks); thread-safe."""
+    """Bans kept in a bounded `TTLCache` (addresses) and a bounded dict (networks);
+    thread-safe."""
 
     def __init__(self, max_entries: int) -> None:
         # Each record carries its own expiry; the cache's TTL is only the outer bound.
         self._addresses: TTLCache[str, BanRecord] = TTLCache(maxsize=max_entries, ttl=MAX_TTL)
         self._networks: dict[IPNetwork, BanRecord] = {}
+        self._max_entries = max_entries
         self._lock = threading.Lock()
 
     def add(self, record: BanRecord, network: IPNetwork | None = None) -> None:
         with self._lock:
             if network is None:
                 self._addresses[record.target] = record
-            else:
-                self._networks[network] = record
+                return
+            if network not in self._networks and len(self._networks) >= self._max_entries:
+                # bounded like the addresses: the ban closest to expiry makes room
+                soonest = min(self._networks, key=lambda n: self._networks[n].expires_at)
+                del self._networks[soonest]
+            self._networks[network] = record
 
     def remove(self, target: str, network: IPNetwork | None = None) -> BanRecord | None:
         with self._lock:
@@ -53,14 +61,28 @@ class MemoryBanStore:
                 return self._addresses.pop(target, None)
             return self._networks.pop(network, None)
 
-    def mark_shared(self, record: BanRecord, network: IPNetwork | None = None) -> None:
-        """Note that Redis now holds `record` (unless it was replaced meanwhile)."""
+    def remove_if(self, record: BanRecord, network: IPNetwork | None = None) -> None:
+        """Remove `record`, unless a newer ban of the same target replaced it meanwhile."""
         with self._lock:
-            if network is None:
-                if self._addresses.get(record.target) == record:
-                    self._addresses[record.target] = replace(record, shared=True)
-            elif self._networks.get(network) == record:
-                self._networks[network] = replace(record, shared=True)
+            store, key = self._slot(record, network)
+            current = store.get(key)
+            if current is not None and current.expires_at == record.expires_at:
+                del store[key]
+
+    def set_shared(self, record: BanRecord, shared: bool, network: IPNetwork | None = None) -> None:
+        """Note whether Redis holds `record` (unless a newer ban replaced it meanwhile)."""
+        with self._lock:
+            store, key = self._slot(record, network)
+            current = store.get(key)
+            if current is not None and current.expires_at == record.expires_at:
+                store[key] = replace(current, shared=shared)
+
+    def _slot(
+        self, record: BanRecord, network: IPNetwork | None
+    ) -> tuple[MutableMapping[Any, BanRecord], object]:
+        if network is None:
+            return self._addresses, record.target
+        return self._networks, network
 
     def address_ban(self, address: str, now: float | None = None) -> BanRecord | None:
         now = time.time() if now is None else now

@@ -25,6 +25,11 @@ class WriteBackSchedule:
         self._seen = (0, 0)
         self._retry_at = 0.0
 
+    @property
+    def seen_restarts(self) -> int:
+        """The restart count the last replay answered to."""
+        return self._seen[1]
+
     def due(self, recoveries: int, restarts: int, *, pending: bool) -> Replay | None:
         """What to replay now, if anything (cheap when nothing changed)."""
         version = (recoveries, restarts)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from ipaddress import IPv4Network, IPv6Network
 
 from guard_core.ban_store import BanRecord, MemoryBanStore
-from guard_core.ip_utils import IPAddress, IPNetwork, parse_ip, parse_network
+from guard_core.ip_utils import IPAddress, IPNetwork, is_loopback, parse_ip, parse_network
 from guard_core.keys import key_in_namespace, validate_ttl
 from guard_core.models import SecurityConfig
 from guard_core.write_back import Replay, WriteBackSchedule
@@ -21,13 +20,6 @@ from .redis_handler import RedisManager, call_or_none
 
 BANNED_IPS = "banned_ips"
 BANNED_NETWORKS = "banned_networks"
-_LOOPBACK = {4: IPv4Network("127.0.0.0/8"), 6: IPv6Network("::1/128")}
-
-
-def _covers_loopback(target: IPAddress | IPNetwork) -> bool:
-    if isinstance(target, IPv4Network | IPv6Network):
-        return target.overlaps(_LOOPBACK[target.version])  # type: ignore[arg-type]
-    return target.is_loopback
 
 
 def _parse_target(target: str) -> tuple[str, IPAddress | IPNetwork, IPNetwork | None]:
@@ -56,6 +48,7 @@ class IPBanManager:
         # Writes Redis has not taken yet, replayed when it answers again (no lost writes).
         self._pending_bans: set[str] = set()
         self._pending_unbans: dict[str, str] = {}  # target -> namespace
+        self._replaying = 0  # write-backs under way (while > 0 a Redis miss proves nothing)
         self._write_back_schedule = WriteBackSchedule(config.redis_state_refresh_interval)
 
     async def ban_ip(self, ip: str, duration: int | None = None, reason: str = "banned") -> bool:
@@ -67,15 +60,14 @@ class IPBanManager:
         assert seconds is not None
         if not isinstance(reason, str):
             raise TypeError(f"reason must be a str, not {type(reason).__name__}")
-        if _covers_loopback(parsed):
+        if is_loopback(parsed):
             self.logger.warning("Refusing to ban %s: loopback would lock the operator out", target)
             return False
         await self._write_back()
         record = BanRecord(target=target, expires_at=time.time() + seconds, reason=reason)
         self._memory.add(record, network)
         self._pending_unbans.pop(target, None)
-        if not await self._share(record, network) and self._sharing:
-            self._pending_bans.add(target)
+        await self._share(record, network)
         self.logger.info("Banned %s for %d s: %s", target, seconds, reason)
         return True
 
@@ -105,10 +97,8 @@ class IPBanManager:
             return local_address is not None or local_network is not None
         if shared:
             return True
-        if local_address is not None:
-            if await self._write_back():
-                return True  # Redis restarted empty during the call: the ban is back now
-            self._memory.remove(text)  # lifted elsewhere
+        if local_address is not None and not await self._lifted_elsewhere(local_address):
+            return True
         networks = await self._read_shared_networks()
         if networks is None:
             return local_network is not None
@@ -145,10 +135,18 @@ class IPBanManager:
         return self._redis is not None and self._redis.config.enable_redis
 
     async def _share(self, record: BanRecord, network: IPNetwork | None) -> bool:
-        """Write one ban to Redis with its remaining time; whether Redis took it."""
+        """Write one ban to Redis with its remaining time; whether Redis took it.
+
+        Until it has, the ban counts as pending (also when the call is cancelled) and is
+        enforced here whatever Redis says.
+        """
         seconds = math.ceil(record.remaining())
         if seconds < 1:
             return False  # expired meanwhile: not resurrected
+        if not self._sharing:
+            return False
+        self._memory.set_shared(record, False, network)
+        self._pending_bans.add(record.target)
         namespace = BANNED_NETWORKS if network is not None else BANNED_IPS
         stored = await call_or_none(
             self._redis,
@@ -156,10 +154,21 @@ class IPBanManager:
         )
         if not stored:
             return False
-        self._memory.mark_shared(record, network)
+        self._memory.set_shared(record, True, network)
         self._pending_bans.discard(record.target)
         if network is not None:
             self._networks_read_at = -math.inf
+        return True
+
+    async def _lifted_elsewhere(self, record: BanRecord) -> bool:
+        """Redis lacks an address ban this instance holds as shared: was it lifted elsewhere
+        (then forget it), or did Redis lose it (then write it again and keep it)?"""
+        if await self._write_back() or self._replaying:
+            return False  # Redis restarted: the replay puts it back
+        again = await call_or_none(self._redis, lambda r: r.exists(BANNED_IPS, record.target))
+        if again is None or again:
+            return False
+        self._memory.remove_if(record)
         return True
 
     async def _unshare(self, namespace: str, target: str) -> int | None:
@@ -181,14 +190,19 @@ class IPBanManager:
         if replay is None:
             return False
         restarted = replay is Replay.EVERYTHING
-        for target, namespace in list(self._pending_unbans.items()):
-            await self._unshare(namespace, target)
-        held = self._memory.records()
-        self._pending_bans &= {record.target for record in held}
-        for record in held:
-            if restarted or record.target in self._pending_bans:
-                network = parse_network(record.target) if record.is_network else None
-                await self._share(record, network)
+        self._replaying += 1
+        try:
+            for target, namespace in list(self._pending_unbans.items()):
+                await self._unshare(namespace, target)
+            held = self._memory.records()
+            for target in self._pending_bans - {record.target for record in held}:
+                self._pending_bans.discard(target)  # expired or evicted meanwhile
+            for record in held:
+                if restarted or not record.shared:
+                    network = parse_network(record.target) if record.is_network else None
+                    await self._share(record, network)
+        finally:
+            self._replaying -= 1
         if restarted:
             self.logger.warning("Redis restarted: wrote %d bans held here again", len(held))
         return restarted
@@ -204,9 +218,13 @@ class IPBanManager:
         return dict(zip(targets, values, strict=True))
 
     async def _read_shared_networks(self) -> list[IPNetwork] | None:
+        """Network bans in Redis, re-read at most once per refresh interval (by one caller:
+        the others use the last list meanwhile); also forgets bans lifted elsewhere."""
         now = time.monotonic()
         if now - self._networks_read_at < self.config.redis_state_refresh_interval:
             return self._shared_networks
+        self._networks_read_at = now
+        restarts = self._redis.restarts if self._redis is not None else 0
         keys = await call_or_none(self._redis, lambda r: r.keys(f"{BANNED_NETWORKS}:*"))
         if keys is None:
             return None
@@ -218,8 +236,34 @@ class IPBanManager:
             except ValueError:
                 self.logger.warning("Ignoring malformed network ban key %r", full_key)
         self._shared_networks = networks
-        self._networks_read_at = now
+        await self._forget_lifted(set(networks), restarts)
         return networks
+
+    async def _forget_lifted(self, shared_networks: set[IPNetwork], restarts: int) -> None:
+        """Drop local copies of shared bans Redis no longer holds (lifted on another instance),
+        so that a later replay cannot bring them back. Never right after a restart: then
+        Redis lacks them because it lost them."""
+        held = [record for record in self._memory.records() if record.shared]
+        addresses = [record for record in held if not record.is_network]
+        targets = [record.target for record in addresses]
+        values = await call_or_none(self._redis, lambda r: r.get_many(BANNED_IPS, targets))
+        redis = self._redis
+        if (
+            values is None
+            or redis is None
+            or self._replaying
+            or redis.restarts != restarts
+            or self._write_back_schedule.seen_restarts != redis.restarts
+        ):
+            return
+        for record, value in zip(addresses, values, strict=True):
+            if value is None:
+                self._memory.remove_if(record)
+        for record in held:
+            if record.is_network:
+                network = parse_network(record.target)
+                if network not in shared_networks:
+                    self._memory.remove_if(record, network)
 
 
 def _as_float(value: object, default: float) -> float:

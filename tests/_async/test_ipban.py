@@ -9,8 +9,10 @@ import pytest
 
 from guard_core.handlers.ipban_handler import IPBanManager
 from guard_core.handlers.redis_handler import RedisManager
+from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import StateEnv
+from tests.support.workers import ASYNC_WORKERS, run_async_workers
 
 pytestmark = pytest.mark.anyio
 
@@ -31,12 +33,12 @@ async def test_ban_check_unban(state_env: StateEnv) -> None:
     assert await bans.list_bans() == []
 
 
-async def test_ban_is_stored_in_redis_with_expiry(state_env: StateEnv) -> None:
+async def test_ban_is_stored_in_redis_with_expiry(shared_env: StateEnv) -> None:
+    state_env = shared_env
     bans = IPBanManager(state_env.config, state_env.redis)
     await bans.ban_ip("198.51.100.4", 120)
     await bans.ban_ip("2001:db8::/32", 300)
-    if state_env.inspect is None:
-        return
+    assert state_env.inspect is not None
     assert 0 < state_env.inspect.ttl("guard_core:banned_ips:198.51.100.4") <= 120
     expires_at = float(state_env.inspect.get("guard_core:banned_ips:198.51.100.4"))
     [record] = [r for r in await bans.list_bans() if r.target == "198.51.100.4"]
@@ -152,8 +154,79 @@ async def test_redis_stopped_mid_run(
     assert await other.is_ip_banned("203.0.113.1") is False  # never reached Redis: memory only
     private_server.start()
     assert await bans.is_ip_banned("203.0.113.2") is True  # still enforced here
+    assert await bans.is_ip_banned("203.0.113.1") is True  # and written again
+    assert await other.is_ip_banned("203.0.113.2") is True  # the outage's ban, shared now
+    assert await other.is_ip_banned("203.0.113.1") is True
     await bans.ban_ip("203.0.113.3", 600)
     assert await other.is_ip_banned("203.0.113.3") is True  # shared again by itself
     assert private_env.inspect is not None
     assert private_env.inspect.exists("guard_core:banned_ips:203.0.113.3") == 1
     await other_redis.close()
+
+
+async def test_bans_hold_while_a_restart_is_being_replayed(
+    private_server: LocalRedisServer, private_env: StateEnv
+) -> None:
+    config = dataclasses.replace(private_env.config, redis_state_refresh_interval=0.001)
+    bans = IPBanManager(config, private_env.redis)
+    targets = [f"198.51.{index // 250}.{index % 250 + 1}" for index in range(300)]
+    for target in targets:
+        await bans.ban_ip(target, 600)
+    private_server.stop()
+    private_server.start()  # empty
+    answers: list[bool] = []
+
+    async def check(index: int) -> None:
+        for target in targets[index::ASYNC_WORKERS]:
+            answers.append(await bans.is_ip_banned(target))
+
+    await run_async_workers(ASYNC_WORKERS, check)
+    assert len(answers) == len(targets)
+    assert all(answers)
+    assert private_env.inspect is not None
+    assert private_env.inspect.exists(*(f"guard_core:banned_ips:{t}" for t in targets)) == 300
+
+
+async def test_bans_lifted_elsewhere_stay_lifted_after_a_restart(
+    private_server: LocalRedisServer, private_env: StateEnv
+) -> None:
+    config = dataclasses.replace(private_env.config, redis_state_refresh_interval=0.001)
+    first = IPBanManager(config, private_env.redis)
+    other_redis = RedisManager(config)
+    second = IPBanManager(config, other_redis)
+    await first.ban_ip("203.0.113.20", 600)
+    await first.ban_ip("198.51.100.0/24", 600)
+    assert await second.unban_ip("203.0.113.20") is True
+    assert await second.unban_ip("198.51.100.0/24") is True
+    await async_sleep(0.01)
+    assert await first.is_ip_banned("192.0.2.1") is False  # first learns of the lifts here
+    private_server.stop()
+    private_server.start()  # empty: first writes again what it still holds
+    assert await first.is_ip_banned("203.0.113.20") is False
+    assert await first.is_ip_banned("198.51.100.5") is False
+    assert await second.is_ip_banned("203.0.113.20") is False
+    assert await first.list_bans() == []
+    await other_redis.close()
+
+
+async def test_a_refused_replay_is_retried(
+    private_server: LocalRedisServer, private_env: StateEnv
+) -> None:
+    config = dataclasses.replace(private_env.config, redis_state_refresh_interval=0.001)
+    bans = IPBanManager(config, private_env.redis)
+    await bans.ban_ip("203.0.113.30", 600)
+    private_server.stop()
+    private_server.start()
+    inspect = private_env.inspect
+    assert inspect is not None
+    inspect.config_set("maxmemory-policy", "noeviction")
+    inspect.config_set("maxmemory", "1")  # the replay's writes are refused (OOM)
+    assert await bans.is_ip_banned("203.0.113.30") is True
+    assert await bans.is_ip_banned("203.0.113.30") is True
+    assert bans.pending_writes == 1
+    assert inspect.exists("guard_core:banned_ips:203.0.113.30") == 0
+    inspect.config_set("maxmemory", "0")
+    await async_sleep(0.01)
+    assert await bans.is_ip_banned("203.0.113.30") is True
+    assert bans.pending_writes == 0
+    assert inspect.exists("guard_core:banned_ips:203.0.113.30") == 1
