@@ -15,6 +15,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from guard_core.validation import parse_json
+
 XSS = "xss"
 SQLI = "sqli"
 PATH_TRAVERSAL = "path_traversal"
@@ -224,7 +226,7 @@ def decode_pattern_list(raw: object) -> list[str] | None:
     if not isinstance(raw, str):
         return None
     try:
-        value = json.loads(raw)
+        value = parse_json(raw, "stored pattern list")
     except ValueError:
         return None
     if value == {}:  # how Lua's cjson writes an empty table
@@ -299,9 +301,15 @@ class CustomPatternCache:
 
     # -- changes ----------------------------------------------------------------------------
 
-    def load_shared(self, patterns: Iterable[str], generation: int) -> tuple[str, ...] | None:
+    def load_shared(
+        self, patterns: Iterable[str], generation: int, *, forget_lifted: bool = True
+    ) -> tuple[str, ...] | None:
         """Take `patterns` as Redis's list, unless a local change happened since
         `generation` was read (then `None`: the read is stale and dropped).
+
+        With `forget_lifted`, patterns added here that the list no longer holds are taken
+        as removed elsewhere, so that a replay after a restart does not bring them back
+        (callers pass False when Redis may just have lost its data).
 
         Returns the patterns skipped because they do not compile (each reported once).
         """
@@ -321,6 +329,8 @@ class CustomPatternCache:
             self._compiled.update(compiled)
             self._invalid.update(invalid)
             self._shared = {p for p in wanted if p in self._compiled}
+            if forget_lifted:
+                self._added_here &= wanted | {p for p, added in self._pending.items() if added}
             self._rebuild()
         return tuple(sorted(invalid))
 

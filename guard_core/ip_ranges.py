@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from guard_core.ip_utils import IPAddress, IPNetwork, parse_network
+from guard_core.validation import parse_json
 
 #: Where each provider publishes its ranges. Azure's link is the download page of the weekly
 #: Service Tags file; the file's own URL is read from that page.
@@ -35,10 +36,7 @@ _AZURE_JSON_LINK = re.compile(
 
 
 def _load_json(provider: str, body: str | bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{provider} ranges: body is not JSON ({exc})") from None
+    return parse_json(body, f"{provider} ranges: body")
 
 
 def _field(provider: str, container: Any, name: str, kind: type | tuple[type, ...]) -> Any:

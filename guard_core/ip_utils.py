@@ -58,6 +58,14 @@ def canonical_ip(text: object) -> str:
     return str(parse_ip(text))
 
 
+def canonical_identifier(text: str) -> str:
+    """An identifier as one client: canonical when it is an IP address, else unchanged."""
+    try:
+        return canonical_ip(text)
+    except ValueError:
+        return text
+
+
 def parse_network(text: object) -> IPNetwork:
     """The network in `text` (CIDR such as `192.0.2.0/24`; a bare address is a /32 or /128).
 

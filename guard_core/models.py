@@ -72,7 +72,8 @@ class SecurityConfig:
     redis_max_connections: int = 50
     #: Seconds a caller waits for a free pooled connection before failing.
     redis_pool_timeout: float = 1.0
-    #: Retries of a command after a connection error or timeout (0 disables retrying).
+    #: Retries of a command whose connection dropped (0 disables retrying); a timeout is never
+    #: retried, so a hung Redis costs one timeout.
     redis_retries: int = 1
     #: Exponential backoff between retries, in seconds: first step, then capped.
     redis_retry_backoff_base: float = 0.01

@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from guard_core.validation import parse_json
+
 #: Redis namespace and key of the shared configuration (`{prefix}security_headers:csp_config`).
 NAMESPACE = "security_headers"
 CONFIG_KEY = "csp_config"
@@ -329,10 +331,7 @@ class HeadersConfig:
             raise ValueError(f"stored document is a {type(raw).__name__}, not text")
         if len(raw) > MAX_JSON_LENGTH:
             raise ValueError(f"stored document is longer than {MAX_JSON_LENGTH} characters")
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise ValueError(f"stored document is not JSON: {exc}") from None
+        data = parse_json(raw, "stored document")
         if not isinstance(data, dict):
             raise ValueError("stored document is not a JSON object")
         if data.get("format") != JSON_FORMAT:

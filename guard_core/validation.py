@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 #: Longest TTL accepted, in seconds (about 68 years); Redis rejects much larger expiries.
 MAX_TTL = 2**31 - 1
 
@@ -51,3 +54,13 @@ def check_text(name: str, value: object, *, allow_empty: bool = False) -> str:
     except UnicodeEncodeError as exc:
         raise ValueError(f"{name} is not encodable as UTF-8: {exc.reason}") from None
     return value
+
+
+def parse_json(text: str | bytes, what: str) -> Any:
+    """`text` decoded as JSON; ValueError naming `what` for anything else, including
+    nesting too deep for the parser (a hostile stored value must not raise RecursionError).
+    """
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{what} is not JSON ({type(exc).__name__})") from None

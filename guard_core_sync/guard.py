@@ -84,7 +84,7 @@ class Guard:
             },
             pending_writes={
                 "ip_bans": self.ip_bans.pending_writes,
-                "patterns": len(self.patterns.pending_changes),
+                "patterns": self.patterns.pending_writes,
                 "headers": int(self.headers.pending_write),
             },
         )

@@ -363,3 +363,12 @@ def test_cache_is_thread_safe() -> None:
     expected = sorted(f"p{i}-{s}" for i in range(8) for s in range(200) if s % 3 != 0)
     assert list(cache.patterns()) == expected
     assert cache.added_here == set(expected)
+
+
+def test_deeply_nested_stored_json_is_malformed_not_a_crash() -> None:
+    from guard_core.attack_patterns import decode_pattern_list
+    from guard_core.validation import parse_json
+
+    assert decode_pattern_list("[" * 100_000) is None
+    with pytest.raises(ValueError, match="stored value is not JSON"):
+        parse_json("[" * 100_000, "stored value")

@@ -7,6 +7,7 @@ clock. During an outage each instance counts for itself.
 
 from __future__ import annotations
 
+from guard_core.ip_utils import canonical_identifier
 from guard_core.keys import encode_key_part
 from guard_core.models import RateLimitResult, SecurityConfig
 from guard_core.validation import check_count, check_seconds, check_text
@@ -57,6 +58,7 @@ class RateLimitManager:
     def _key(identifier: str, endpoint: str) -> str:
         identifier = check_text("identifier", identifier)
         endpoint = check_text("endpoint", endpoint, allow_empty=True)
-        # the first ':' ends the identifier: no two (identifier, endpoint) pairs share a key
-        identifier = encode_key_part(identifier)
+        # one client, one window (`::ffff:1.2.3.4` is `1.2.3.4`); the first ':' ends the
+        # identifier, so no two (identifier, endpoint) pairs share a key
+        identifier = encode_key_part(canonical_identifier(identifier))
         return f"rate:{identifier}:{endpoint}" if endpoint else f"rate:{identifier}"

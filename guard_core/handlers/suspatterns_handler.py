@@ -107,6 +107,11 @@ class SusPatternsManager:
         return self._cache.added_here
 
     @property
+    def pending_writes(self) -> int:
+        """Changes made here that Redis has not taken yet (0 when Redis is not in use)."""
+        return len(self._cache.pending) if self._uses_redis() else 0
+
+    @property
     def pending_changes(self) -> dict[str, bool]:
         """Changes Redis has not taken yet: pattern -> True (added) or False (removed)."""
         return dict(self._cache.pending)
@@ -135,11 +140,11 @@ class SusPatternsManager:
             await self._replay(pattern, added)
 
     async def _replay(self, pattern: str, added: bool) -> None:
-        if await self._update_shared("add" if added else "remove", pattern) is None:
-            return
+        taken = await self._update_shared("add" if added else "remove", pattern) is not None
         if added:
-            self._cache.add(pattern, compile_custom(pattern), shared=True)
-        else:
+            # refused: pending again, so that the next write-back retries it
+            self._cache.add(pattern, compile_custom(pattern), shared=taken)
+        elif taken:
             self._cache.remove(pattern, shared=True)
 
     async def _update_shared(self, operation: str, pattern: str) -> int | None:
@@ -156,6 +161,8 @@ class SusPatternsManager:
 
     async def _read_shared(self) -> bool:
         generation = self._cache.generation
+        redis = self._redis
+        restarts = redis.restarts if redis is not None else 0
         found = await call_or_none(self._redis, _read_custom)
         if found is None:
             return False
@@ -168,7 +175,14 @@ class SusPatternsManager:
                 )
             return False
         self._malformed_reported = False
-        skipped = self._cache.load_shared(patterns, generation)
+        # after a restart Redis lacks patterns because it lost them, not because they were
+        # removed elsewhere: keep them until the replay has written them again
+        settled = (
+            redis is not None
+            and redis.restarts == restarts
+            and self._write_back_schedule.seen_restarts == restarts
+        )
+        skipped = self._cache.load_shared(patterns, generation, forget_lifted=settled)
         for pattern in skipped or ():
             self.logger.warning("Ignoring shared custom pattern %r: not a valid regex", pattern)
         return True

@@ -15,8 +15,9 @@ The configuration lives in memory and, as one JSON document, at
   warning per distinct document; the local configuration stays.
 - When Redis is unavailable `configure()` still takes effect locally and `pending_write`
   becomes true. While pending, a stored document replaces the local configuration only when
-  its `updated_at` is later (another instance configured afterwards); writing the pending
-  configuration back on recovery is not done here.
+  its `updated_at` is later (another instance configured afterwards); once Redis answers
+  again the pending configuration is written back, and after a Redis restart a non-default
+  configuration is written again.
 """
 
 from __future__ import annotations

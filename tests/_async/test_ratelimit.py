@@ -193,3 +193,11 @@ async def test_behavior_survives_redis_stopping(
     assert not await tracker.track_usage("/z", "192.0.2.9", threshold=1, window=60)
     assert private_env.inspect is not None
     assert private_env.inspect.zcard("guard_core:behavior_usage:/z:192.0.2.9") == 1
+
+
+async def test_one_client_one_window_whatever_the_address_form(state_env: StateEnv) -> None:
+    limiter = RateLimitManager(state_env.config, state_env.redis)
+    assert (await limiter.check("192.0.2.8", limit=2, window=60)).count == 1
+    assert (await limiter.check("::ffff:192.0.2.8", limit=2, window=60)).count == 2
+    assert (await limiter.check("2001:db8::1", limit=2, window=60)).count == 1
+    assert (await limiter.check("2001:DB8:0::1", limit=2, window=60)).count == 2

@@ -315,3 +315,26 @@ async def test_redis_stopped_mid_run(
     assert private_env.inspect is not None
     assert "after-restart" in json.loads(private_env.inspect.get(KEY) or "[]")
     await other_redis.close()
+
+
+async def test_patterns_survive_a_restart_and_lifted_ones_stay_lifted(
+    private_server: LocalRedisServer, private_env: StateEnv
+) -> None:
+    config = dataclasses.replace(private_env.config, redis_state_refresh_interval=0.001)
+    first = SusPatternsManager(config, private_env.redis)
+    other_redis = RedisManager(config)
+    second = SusPatternsManager(config, other_redis)
+    await first.add_pattern(r"kept-\d+")
+    await first.add_pattern(r"lifted-\d+")
+    assert await second.remove_pattern(r"lifted-\d+") is True
+    await async_sleep(0.01)
+    assert await first.detect("lifted-1") == ()  # first reads the removal
+    private_server.stop()
+    private_server.start()  # empty
+    await first.detect("x")  # notices the restart and writes its patterns again
+    await first.detect("x")
+    await async_sleep(0.01)
+    assert [m.pattern for m in await second.detect("kept-1 lifted-1")] == [r"kept-\d+"]
+    assert private_env.inspect is not None
+    assert json.loads(private_env.inspect.get(KEY) or "[]") == [r"kept-\d+"]
+    await other_redis.close()

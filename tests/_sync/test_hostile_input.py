@@ -30,7 +30,7 @@ from guard_core_sync.handlers.ratelimit_handler import RateLimitManager
 from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core_sync.handlers.security_headers_handler import SecurityHeadersManager
 from guard_core_sync.handlers.suspatterns_handler import SusPatternsManager
-from guard_core.ip_utils import canonical_ip
+from guard_core.ip_utils import canonical_identifier, canonical_ip
 from guard_core.keys import encode_key_part
 from guard_core.models import SecurityConfig
 from guard_core.security_headers import DEFAULT_CONFIG, HeadersConfig, build_headers
@@ -525,9 +525,8 @@ def test_rate_limit_counts_on_the_documented_key_or_rejects(
         assert result.remaining == asked_limit - 1
         # Redis counts the window in whole milliseconds
         assert 0 <= result.reset_after <= asked_window + 0.0005
-        full_key = f"{PREFIX}rate_limit:rate:{encode_key_part(identifier)}" + (
-            f":{endpoint}" if endpoint else ""
-        )
+        window_id = encode_key_part(canonical_identifier(identifier))
+        full_key = f"{PREFIX}rate_limit:rate:{window_id}" + (f":{endpoint}" if endpoint else "")
         if handler is not None and inspect is not None:
             if window_key_checked(asked_window):
                 assert all_keys(inspect) == set(canaries) | {full_key}

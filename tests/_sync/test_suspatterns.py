@@ -317,3 +317,26 @@ def test_redis_stopped_mid_run(
     assert private_env.inspect is not None
     assert "after-restart" in json.loads(private_env.inspect.get(KEY) or "[]")
     other_redis.close()
+
+
+def test_patterns_survive_a_restart_and_lifted_ones_stay_lifted(
+    private_server: LocalRedisServer, private_env: StateEnv
+) -> None:
+    config = dataclasses.replace(private_env.config, redis_state_refresh_interval=0.001)
+    first = SusPatternsManager(config, private_env.redis)
+    other_redis = RedisManager(config)
+    second = SusPatternsManager(config, other_redis)
+    first.add_pattern(r"kept-\d+")
+    first.add_pattern(r"lifted-\d+")
+    assert second.remove_pattern(r"lifted-\d+") is True
+    sleep(0.01)
+    assert first.detect("lifted-1") == ()  # first reads the removal
+    private_server.stop()
+    private_server.start()  # empty
+    first.detect("x")  # notices the restart and writes its patterns again
+    first.detect("x")
+    sleep(0.01)
+    assert [m.pattern for m in second.detect("kept-1 lifted-1")] == [r"kept-\d+"]
+    assert private_env.inspect is not None
+    assert json.loads(private_env.inspect.get(KEY) or "[]") == [r"kept-\d+"]
+    other_redis.close()
