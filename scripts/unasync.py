@@ -41,6 +41,7 @@ RULES = [
     (r"\brun_async_workers\b", "run_workers"),
     (r"\bASYNC_WORKERS\b", "WORKERS"),
     (r"\bAsyncClient\b", "Client"),
+    (r"\baiter_bytes\b", "iter_bytes"),
 ]
 COMPILED = [(re.compile(pattern), replacement) for pattern, replacement in RULES]
 HEADER = (

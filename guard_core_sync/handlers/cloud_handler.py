@@ -40,6 +40,9 @@ from .redis_handler import RedisManager, call_or_none
 NAMESPACE = "cloud_ranges"
 #: Bound on each download when the manager makes its own HTTP client, in seconds.
 FETCH_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+#: Bounds of one download (the published files are a few MB).
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+DOWNLOAD_DEADLINE = 60.0
 #: Seconds before a provider is tried again after a failed fetch (at most the refresh interval),
 #: so that lookups do not go to the network on every call while a provider is down.
 RETRY_AFTER_FAILURE = 60.0
@@ -274,9 +277,21 @@ class CloudManager:
 
 
 def _get(client: httpx.Client, url: str) -> bytes:
-    response = client.get(url, follow_redirects=True)
-    response.raise_for_status()
-    return response.content
+    """The body at `url`, bounded in size and in total time (a server that trickles bytes
+    keeps each read within its timeout, so the whole download has a deadline too)."""
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE
+    chunks: list[bytes] = []
+    size = 0
+    with client.stream("GET", url, follow_redirects=True) as response:
+        response.raise_for_status()
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > MAX_DOWNLOAD_BYTES:
+                raise ValueError(f"response larger than {MAX_DOWNLOAD_BYTES} bytes")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"download took longer than {DOWNLOAD_DEADLINE} s")
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _check_url(name: str, url: str) -> None:

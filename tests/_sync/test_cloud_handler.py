@@ -538,3 +538,16 @@ def test_own_http_client_fetches_from_configured_urls(
     config = dataclasses.replace(config, cloud_ip_urls={"AWS": f"{base}/missing.json"})
     broken = CloudManager(config, None)
     assert broken.refresh(["AWS"]) == {"AWS": "failed"}
+
+
+def test_downloads_are_bounded_in_size(
+    state_env: StateEnv, providers: FakeProviders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cloud = CloudManager(state_env.config, state_env.redis, http_client=providers.client())
+    cloud.refresh(["AWS"])
+    good = cloud.ranges("AWS")
+    monkeypatch.setattr(cloud_module, "MAX_DOWNLOAD_BYTES", len(providers.bodies[AWS_URL]) - 1)
+    assert cloud.refresh(["AWS"], force=True) == {"AWS": "failed"}
+    assert cloud.ranges("AWS") == good
+    monkeypatch.setattr(cloud_module, "MAX_DOWNLOAD_BYTES", len(providers.bodies[AWS_URL]))
+    assert cloud.refresh(["AWS"], force=True) == {"AWS": "fetched"}
