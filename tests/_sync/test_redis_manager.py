@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -371,6 +372,8 @@ def test_password_never_appears_in_logs_events_or_errors(
     manager.close()
     assert agent.events
     texts = [repr(config), str(raised.value), str(raised_again.value), caplog.text]
+    # what an application's logger.exception() would print: the whole chain of causes
+    texts += ["".join(traceback.format_exception(e)) for e in (raised.value, raised_again.value)]
     texts += [repr(event) for event in agent.events]
     assert all(SECRET not in text for text in texts)
     assert agent.events[0].metadata["redis_url"].startswith("redis://***@127.0.0.1:")
