@@ -7,7 +7,7 @@ error wrapping and events live here and nowhere else.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -268,6 +268,29 @@ class RedisManager:
         else:
             result = await self.safe_operation(Redis.set, full_key, value, ex=ttl)
         return bool(result)
+
+    async def set_many(
+        self, namespace: str, entries: Mapping[str, tuple[Any, int | None]]
+    ) -> bool | None:
+        """Store several keys of one namespace, `key -> (value, ttl)`, in one round trip
+        (pipelined SETs); True when Redis took every one."""
+        prepared = [
+            (self._key(namespace, key), validate_value(value), validate_ttl(ttl))
+            for key, (value, ttl) in entries.items()
+        ]
+        if not self.config.enable_redis:
+            return None
+        if not prepared:
+            return True
+
+        async def _set_many(conn: Redis) -> bool:
+            async with conn.pipeline(transaction=False) as pipe:
+                for full_key, value, ttl in prepared:
+                    pipe.set(full_key, value, ex=ttl)
+                results = await pipe.execute()
+            return all(results)
+
+        return bool(await self.safe_operation(_set_many))
 
     async def incr(self, namespace: str, key: str, ttl: int | None = None) -> int | None:
         """Increment and (when `ttl` is given) refresh the expiry in one MULTI/EXEC."""

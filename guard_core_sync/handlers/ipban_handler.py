@@ -137,30 +137,47 @@ class IPBanManager:
         return self._redis is not None and self._redis.config.enable_redis
 
     def _share(self, record: BanRecord, network: IPNetwork | None) -> bool:
-        """Write one ban to Redis with its remaining time; whether Redis took it.
+        """Write one ban to Redis; whether Redis took it."""
+        return self._share_many([record]) == 1
 
-        Until it has, the ban counts as pending (also when the call is cancelled) and is
-        enforced here whatever Redis says.
-        """
-        seconds = math.ceil(record.remaining())
-        if seconds < 1:
-            return False  # expired meanwhile: not resurrected
+    def _share_many(self, records: list[BanRecord]) -> int:
+        """Write bans to Redis with their remaining time, one round trip per namespace; how
+        many Redis took. Until Redis has taken a ban (also when the call is cancelled) it
+        counts as pending and is enforced here whatever Redis says."""
         if not self._sharing:
-            return False
-        self._memory.set_shared(record, False, network)
-        self._pending_bans.add(record.target)
-        namespace = BANNED_NETWORKS if network is not None else BANNED_IPS
-        stored = call_or_none(
-            self._redis,
-            lambda r: r.set_key(namespace, record.target, repr(record.expires_at), ttl=seconds),
-        )
-        if not stored:
-            return False
-        self._memory.set_shared(record, True, network)
-        self._pending_bans.discard(record.target)
-        if network is not None:
-            self._networks_read_at = -math.inf
-        return True
+            return 0
+        batches: dict[str, dict[str, tuple[str, int]]] = {BANNED_IPS: {}, BANNED_NETWORKS: {}}
+        live: dict[str, BanRecord] = {}
+        for record in records:
+            seconds = math.ceil(record.remaining())
+            if seconds < 1:
+                continue  # expired meanwhile: not resurrected
+            self._memory.set_shared(record, False, self._network_of(record))
+            self._pending_bans.add(record.target)
+            namespace = BANNED_NETWORKS if record.is_network else BANNED_IPS
+            batches[namespace][record.target] = (repr(record.expires_at), seconds)
+            live[record.target] = record
+        taken = 0
+        for namespace, entries in batches.items():
+            if not entries:
+                continue
+            if not self._store_batch(namespace, entries):
+                continue
+            for target in entries:
+                record = live[target]
+                self._memory.set_shared(record, True, self._network_of(record))
+                self._pending_bans.discard(target)
+                taken += 1
+            if namespace == BANNED_NETWORKS:
+                self._networks_read_at = -math.inf
+        return taken
+
+    def _store_batch(self, namespace: str, entries: dict[str, tuple[str, int]]) -> bool:
+        return bool(call_or_none(self._redis, lambda r: r.set_many(namespace, entries)))
+
+    @staticmethod
+    def _network_of(record: BanRecord) -> IPNetwork | None:
+        return parse_network(record.target) if record.is_network else None
 
     def _lifted_elsewhere(self, record: BanRecord) -> bool:
         """Redis lacks an address ban this instance holds as shared: was it lifted elsewhere
@@ -199,10 +216,7 @@ class IPBanManager:
             held = self._memory.records()
             for target in self._pending_bans - {record.target for record in held}:
                 self._pending_bans.discard(target)  # expired or evicted meanwhile
-            for record in held:
-                if restarted or not record.shared:
-                    network = parse_network(record.target) if record.is_network else None
-                    self._share(record, network)
+            self._share_many([r for r in held if restarted or not r.shared])
         finally:
             self._replaying -= 1
         if restarted:

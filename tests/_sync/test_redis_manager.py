@@ -154,6 +154,18 @@ def test_incr_counts_and_sets_ttl_atomically(manager: RedisManager, backend: Bac
     assert backend.inspect.get("guard_core:counter:hits") == "3"
 
 
+def test_set_many_and_get_many(manager: RedisManager, backend: Backend) -> None:
+    entries = {"a": ("1", 30), "b": (2, None), "c:d": (b"3", 60)}
+    assert manager.set_many("bulk", entries) is True
+    assert manager.get_many("bulk", ["a", "b", "c:d", "absent"]) == ["1", "2", "3", None]
+    assert 0 < backend.inspect.ttl("guard_core:bulk:a") <= 30
+    assert backend.inspect.ttl("guard_core:bulk:b") == -1
+    assert manager.set_many("bulk", {}) is True
+    with pytest.raises(ValueError):
+        manager.set_many("bulk", {"x": ("1", 30), "y": ("2", 0)})
+    assert backend.inspect.exists("guard_core:bulk:x") == 0  # nothing written
+
+
 def test_exists_and_delete_return_types(manager: RedisManager) -> None:
     assert manager.exists("ns", "k") is False
     manager.set_key("ns", "k", "v")
@@ -247,6 +259,8 @@ def test_disabled_mode_returns_none_without_connecting(listener: socket.socket) 
     assert manager.keys("*") is None
     assert manager.delete_pattern("*") is None
     assert manager.safe_operation(Redis.ping) is None
+    assert manager.set_many("ns", {"k": ("v", 5)}) is None
+    assert manager.get_many("ns", ["k"]) is None
     manager.close()
     assert built == []
     assert not accepted_connection(listener)
