@@ -253,7 +253,6 @@ class CustomPatternCache:
         self._compiled: dict[str, re.Pattern[str]] = {}
         self._invalid: set[str] = set()
         self._generation = 0
-        self._next_read = float("-inf")
         self._active: tuple[AttackPattern, ...] = ()
 
     # -- reads ----------------------------------------------------------------------------
@@ -286,18 +285,6 @@ class CustomPatternCache:
         """Changes Redis has not taken: pattern -> True (added) or False (removed)."""
         with self._lock:
             return dict(self._pending)
-
-    # -- refresh scheduling -----------------------------------------------------------------
-
-    def claim_read(self, now: float, interval: float, *, force: bool = False) -> bool:
-        """True for exactly one caller once `interval` has passed since the last claim
-        (always with `force`); the next claim is due `interval` after `now`.
-        """
-        with self._lock:
-            if now < self._next_read and not force:
-                return False
-            self._next_read = now + interval
-            return True
 
     # -- changes ----------------------------------------------------------------------------
 

@@ -332,16 +332,6 @@ def test_cache_compiles_each_pattern_once() -> None:
     assert cache.active()[0].regex is first
 
 
-def test_claim_read() -> None:
-    cache = CustomPatternCache()
-    assert cache.claim_read(100.0, 5.0) is True
-    assert cache.claim_read(101.0, 5.0) is False
-    assert cache.claim_read(104.9, 5.0) is False
-    assert cache.claim_read(105.0, 5.0) is True
-    assert cache.claim_read(106.0, 5.0, force=True) is True
-    assert cache.claim_read(110.0, 5.0) is False
-
-
 def test_cache_is_thread_safe() -> None:
     cache = CustomPatternCache()
     barrier = threading.Barrier(8)

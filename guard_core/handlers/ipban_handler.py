@@ -14,6 +14,7 @@ from guard_core.ban_store import BanRecord, MemoryBanStore
 from guard_core.ip_utils import IPAddress, IPNetwork, is_loopback, parse_ip, parse_network
 from guard_core.keys import key_in_namespace, validate_ttl
 from guard_core.models import SecurityConfig
+from guard_core.refresh import RefreshClaim
 from guard_core.write_back import Replay, WriteBackSchedule
 
 from .redis_handler import RedisManager, call_or_none
@@ -44,7 +45,7 @@ class IPBanManager:
         self._redis = redis_handler
         self._memory = MemoryBanStore(config.ip_ban_max_entries)
         self._shared_networks: list[IPNetwork] = []
-        self._networks_read_at = -math.inf
+        self._networks_refresh = RefreshClaim(config.redis_state_refresh_interval)
         # Writes Redis has not taken yet, replayed when it answers again (no lost writes).
         self._pending_bans: set[str] = set()
         self._pending_unbans: dict[str, str] = {}  # target -> namespace
@@ -167,7 +168,7 @@ class IPBanManager:
                 self._pending_bans.discard(target)
                 taken += 1
             if namespace == BANNED_NETWORKS:
-                self._networks_read_at = -math.inf
+                self._networks_refresh.expire()
         return taken
 
     async def _store_batch(self, namespace: str, entries: dict[str, tuple[str, int]]) -> bool:
@@ -193,7 +194,7 @@ class IPBanManager:
         if deleted is not None:
             self._pending_unbans.pop(target, None)
             if namespace == BANNED_NETWORKS:
-                self._networks_read_at = -math.inf
+                self._networks_refresh.expire()
         return deleted
 
     async def _write_back(self) -> bool:
@@ -234,10 +235,8 @@ class IPBanManager:
     async def _read_shared_networks(self) -> list[IPNetwork] | None:
         """Network bans in Redis, re-read at most once per refresh interval (by one caller:
         the others use the last list meanwhile); also forgets bans lifted elsewhere."""
-        now = time.monotonic()
-        if now - self._networks_read_at < self.config.redis_state_refresh_interval:
+        if not self._networks_refresh.claim():
             return self._shared_networks
-        self._networks_read_at = now
         restarts = self._redis.restarts if self._redis is not None else 0
         keys = await call_or_none(self._redis, lambda r: r.keys(f"{BANNED_NETWORKS}:*"))
         if keys is None:

@@ -10,7 +10,6 @@ so concurrent changes from several instances are all kept. Each instance caches 
 from __future__ import annotations
 
 import logging
-import time
 
 from guard_core.attack_patterns import (
     BUILTIN_PATTERNS,
@@ -24,6 +23,7 @@ from guard_core.attack_patterns import (
 )
 from guard_core.lua_scripts import JSON_SET_UPDATE
 from guard_core.models import SecurityConfig
+from guard_core.refresh import RefreshClaim
 from guard_core.write_back import Replay, WriteBackSchedule
 
 from .redis_handler import RedisManager, call_or_none
@@ -54,6 +54,7 @@ class SusPatternsManager:
         self._cache = CustomPatternCache()
         self._malformed_reported = False
         self._write_back_schedule = WriteBackSchedule(config.redis_state_refresh_interval)
+        self._refresh = RefreshClaim(config.redis_state_refresh_interval)
 
     async def add_pattern(self, pattern: str) -> None:
         """Add a custom pattern; ValueError if it is empty or not a valid regex."""
@@ -86,9 +87,7 @@ class SusPatternsManager:
         if not isinstance(content, str):
             raise TypeError(f"content must be a str, not {type(content).__name__}")
         await self._write_back()
-        if self._uses_redis() and self._cache.claim_read(
-            time.monotonic(), self.config.redis_state_refresh_interval
-        ):
+        if self._uses_redis() and self._refresh.claim():
             await self._read_shared()
         return scan(content, self._cache.active(), self.config.pattern_max_content_length)
 
@@ -96,9 +95,7 @@ class SusPatternsManager:
         """Re-read the custom patterns from Redis now; whether Redis answered."""
         if not self._uses_redis():
             return False
-        self._cache.claim_read(
-            time.monotonic(), self.config.redis_state_refresh_interval, force=True
-        )
+        self._refresh.claim(force=True)
         return await self._read_shared()
 
     @property

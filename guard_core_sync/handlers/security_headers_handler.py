@@ -30,6 +30,7 @@ from typing import Any
 
 from guard_core.models import SecurityConfig
 from guard_core.primitives import Lock
+from guard_core.refresh import RefreshClaim
 from guard_core.security_headers import (
     CONFIG_KEY,
     DEFAULT_CONFIG,
@@ -72,7 +73,7 @@ class SecurityHeadersManager:
         self._pending = False
         # Bumped by every local change, so a read that raced with it is not applied.
         self._generation = 0
-        self._next_refresh: float | None = None
+        self._refresh_claim = RefreshClaim(config.redis_state_refresh_interval, clock)
         self._rejected: int | None = None
         # Serialises read-modify-write in configure()/reset() of this instance.
         self._write_lock = Lock()
@@ -207,15 +208,7 @@ class SecurityHeadersManager:
         self._generation += 1
 
     def _refresh_due(self) -> bool:
-        if not self._shared:
-            return False
-        now = self._clock()
-        with self._lock:
-            if self._next_refresh is not None and now < self._next_refresh:
-                return False
-            # Claimed here so concurrent callers do not all read Redis at once.
-            self._next_refresh = now + self.config.redis_state_refresh_interval
-            return True
+        return self._shared and self._refresh_claim.claim()
 
     def _refresh(self) -> None:
         """Adopt the stored configuration when it is valid and newer than what we hold."""
