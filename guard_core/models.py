@@ -129,22 +129,14 @@ class SecurityConfig:
             _require_number(name, getattr(self, name), minimum=0, allow_zero=False)
         _require_int("redis_max_connections", self.redis_max_connections, low=1, high=100_000)
         _require_int("redis_retries", self.redis_retries, low=0, high=10)
-        _require_number(
-            "redis_retry_backoff_base", self.redis_retry_backoff_base, minimum=0, allow_zero=True
-        )
-        _require_number(
-            "redis_retry_backoff_cap", self.redis_retry_backoff_cap, minimum=0, allow_zero=True
-        )
-        if self.redis_retry_backoff_cap < self.redis_retry_backoff_base:
-            raise ValueError("redis_retry_backoff_cap must be >= redis_retry_backoff_base")
-        _require_number(
-            "redis_breaker_base_delay", self.redis_breaker_base_delay, minimum=0, allow_zero=True
-        )
-        _require_number(
-            "redis_breaker_max_delay", self.redis_breaker_max_delay, minimum=0, allow_zero=True
-        )
-        if self.redis_breaker_max_delay < self.redis_breaker_base_delay:
-            raise ValueError("redis_breaker_max_delay must be >= redis_breaker_base_delay")
+        for low, high in (
+            ("redis_retry_backoff_base", "redis_retry_backoff_cap"),
+            ("redis_breaker_base_delay", "redis_breaker_max_delay"),
+        ):
+            _require_number(low, getattr(self, low), minimum=0, allow_zero=True)
+            _require_number(high, getattr(self, high), minimum=0, allow_zero=True)
+            if getattr(self, high) < getattr(self, low):
+                raise ValueError(f"{high} must be >= {low}")
         for name in ("redis_state_refresh_interval", "rate_limit_window"):
             _require_number(name, getattr(self, name), minimum=0, allow_zero=False)
         _require_int("rate_limit", self.rate_limit, low=1, high=10_000_000)
