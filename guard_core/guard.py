@@ -20,6 +20,7 @@ from .handlers.ratelimit_handler import RateLimitManager
 from .handlers.redis_handler import RedisManager
 from .handlers.security_headers_handler import SecurityHeadersManager
 from .handlers.suspatterns_handler import SusPatternsManager
+from .storage.state_store import BAN, DOCUMENT, PATTERN, WINDOW, StateStore
 
 SUBSYSTEMS = ("rate_limiter", "ip_bans", "cloud", "patterns", "headers", "behavior")
 
@@ -42,6 +43,8 @@ class Guard:
         self.config = config
         self.logger = logging.getLogger("guard_core.guard")
         self.redis = RedisManager(config, client_factory=client_factory)
+        #: Storage shared by every subsystem: typed operations and the outage journal.
+        self.store = StateStore.of(config, self.redis)
         self.rate_limiter = RateLimitManager(config, self.redis)
         self.ip_bans = IPBanManager(config, self.redis)
         self.cloud = CloudManager(config, self.redis, http_client=http_client)
@@ -62,9 +65,12 @@ class Guard:
                 "Starting in degraded mode: %s is unreachable; reconnecting on later use",
                 redact_url(self.config.redis_url),
             )
+        self.store.start()
 
     async def close(self) -> None:
-        """Close the Redis connection (later Redis operations fail fast)."""
+        """Write what Redis has not taken yet (within `redis_close_flush_timeout`), then close
+        the Redis connection (later Redis operations fail fast)."""
+        await self.store.close()
         await self.redis.close()
 
     async def health(self) -> GuardHealth:
@@ -72,6 +78,7 @@ class Guard:
         answered = await self.redis.ping()
         status = "disabled" if answered is None else "redis" if answered else "degraded"
         mode = "shared" if status == "redis" else "memory"
+        pending = self.store.pending_writes()
         return GuardHealth(
             status=status,
             subsystems=dict.fromkeys(SUBSYSTEMS, mode),
@@ -81,9 +88,10 @@ class Guard:
                 "breaker": self.redis.breaker_snapshot(),
             },
             pending_writes={
-                "ip_bans": self.ip_bans.pending_writes,
-                "patterns": self.patterns.pending_writes,
-                "headers": int(self.headers.pending_write),
+                "ip_bans": pending.get(BAN, 0),
+                "patterns": pending.get(PATTERN, 0),
+                "headers": pending.get(DOCUMENT, 0),
+                "rate_limits": pending.get(WINDOW, 0),
             },
         )
 

@@ -24,6 +24,14 @@ def load_script(name: str) -> LuaScript:
 #: Sliding window (rate limits, behaviour tracking): see `lua/sliding_window.lua`.
 SLIDING_WINDOW = load_script("sliding_window")
 
-#: Atomic add/remove of one string in a sorted JSON array (custom patterns): see
-#: `lua/json_set_update.lua`.
-JSON_SET_UPDATE = load_script("json_set_update")
+#: Ban or lift one address, later change wins: see `lua/ban_write.lua`.
+BAN_WRITE = load_script("ban_write")
+
+#: Ban or lift one network in the network-ban index: see `lua/network_ban_write.lua`.
+NETWORK_BAN_WRITE = load_script("network_ban_write")
+
+#: Add or remove one custom pattern, later change wins: see `lua/pattern_write.lua`.
+PATTERN_WRITE = load_script("pattern_write")
+
+#: Store a JSON document unless the stored one is newer: see `lua/document_write.lua`.
+DOCUMENT_WRITE = load_script("document_write")

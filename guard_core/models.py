@@ -85,6 +85,16 @@ class SecurityConfig:
     #: Seconds between re-reads of shared settings cached locally (custom patterns, header
     #: configuration, network bans): how soon one instance sees another's change.
     redis_state_refresh_interval: float = 5.0
+    #: Seconds between checks by the outage journal's background flusher (started by `Guard`):
+    #: writes Redis could not take are replayed this soon after it answers again, even on an
+    #: instance that gets no traffic.
+    redis_journal_flush_interval: float = 1.0
+    #: Seconds `Guard.close()` spends at most writing the journal to Redis before closing.
+    redis_close_flush_timeout: float = 2.0
+    #: Seconds a lifted ban (or a removed pattern) is remembered in Redis, so that an older ban
+    #: written back later by another instance cannot undo the lift: the longest outage after
+    #: which "a lift made after a ban wins" still holds.
+    redis_lift_memory: int = 86_400
 
     # -- rate limiting ------------------------------------------------------------------
     #: Requests admitted per identifier (and endpoint) in each sliding window.
@@ -137,9 +147,17 @@ class SecurityConfig:
             _require_number(high, getattr(self, high), minimum=0, allow_zero=True)
             if getattr(self, high) < getattr(self, low):
                 raise ValueError(f"{high} must be >= {low}")
-        for name in ("redis_state_refresh_interval", "rate_limit_window"):
+        for name in (
+            "redis_state_refresh_interval",
+            "rate_limit_window",
+            "redis_journal_flush_interval",
+        ):
             _require_number(name, getattr(self, name), minimum=0, allow_zero=False)
         _require_int("rate_limit", self.rate_limit, low=1, high=10_000_000)
+        _require_number(
+            "redis_close_flush_timeout", self.redis_close_flush_timeout, minimum=0, allow_zero=True
+        )
+        _require_int("redis_lift_memory", self.redis_lift_memory, low=1, high=MAX_TTL)
         _require_int("ip_ban_default_duration", self.ip_ban_default_duration, low=1, high=MAX_TTL)
         _require_int(
             "cloud_ip_refresh_interval", self.cloud_ip_refresh_interval, low=1, high=MAX_TTL

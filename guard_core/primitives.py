@@ -6,11 +6,16 @@ twin, so the rewrite from ``guard_core`` to ``guard_core_sync`` stays a plain wo
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext, suppress
 
 import anyio
+
+logger = logging.getLogger("guard_core.background")
 
 
 class AsyncLock:
@@ -57,3 +62,73 @@ def async_cancel_shield() -> AbstractContextManager[object]:
 def cancel_shield() -> AbstractContextManager[object]:
     """Threads are not cancelled from outside: nothing to shield."""
     return nullcontext()
+
+
+class AsyncTicker:
+    """Runs `await tick()` every `interval` seconds in a background task until `stop()`.
+
+    Redis needs the asyncio backend, so the task is an asyncio task of the running loop;
+    without one (trio) nothing runs in the background and callers write back on later use.
+    """
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, tick: Callable[[], Awaitable[None]], interval: float) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            logger.debug("No asyncio event loop: no background flusher")
+            return
+        self._task = loop.create_task(self._run(tick, interval))
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None or task.done():
+            return
+        task.cancel()
+        with async_cancel_shield(), suppress(asyncio.CancelledError):
+            await task
+
+    @staticmethod
+    async def _run(tick: Callable[[], Awaitable[None]], interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await tick()
+            except Exception:
+                logger.exception("Background tick failed; trying again in %.1f s", interval)
+
+
+class Ticker:
+    """Runs `tick()` every `interval` seconds in a daemon thread until `stop()`."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def start(self, tick: Callable[[], None], interval: float) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(tick, interval, self._stopping), daemon=True,
+            name="guard-core-flusher",
+        )  # fmt: skip
+        self._thread.start()
+
+    def stop(self) -> None:
+        thread, self._thread = self._thread, None
+        self._stopping.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    @staticmethod
+    def _run(tick: Callable[[], None], interval: float, stopping: threading.Event) -> None:
+        while not stopping.wait(interval):
+            try:
+                tick()
+            except Exception:
+                logger.exception("Background tick failed; trying again in %.1f s", interval)

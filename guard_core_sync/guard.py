@@ -22,6 +22,7 @@ from .handlers.ratelimit_handler import RateLimitManager
 from .handlers.redis_handler import RedisManager
 from .handlers.security_headers_handler import SecurityHeadersManager
 from .handlers.suspatterns_handler import SusPatternsManager
+from .storage.state_store import BAN, DOCUMENT, PATTERN, WINDOW, StateStore
 
 SUBSYSTEMS = ("rate_limiter", "ip_bans", "cloud", "patterns", "headers", "behavior")
 
@@ -44,6 +45,8 @@ class Guard:
         self.config = config
         self.logger = logging.getLogger("guard_core_sync.guard")
         self.redis = RedisManager(config, client_factory=client_factory)
+        #: Storage shared by every subsystem: typed operations and the outage journal.
+        self.store = StateStore.of(config, self.redis)
         self.rate_limiter = RateLimitManager(config, self.redis)
         self.ip_bans = IPBanManager(config, self.redis)
         self.cloud = CloudManager(config, self.redis, http_client=http_client)
@@ -64,9 +67,12 @@ class Guard:
                 "Starting in degraded mode: %s is unreachable; reconnecting on later use",
                 redact_url(self.config.redis_url),
             )
+        self.store.start()
 
     def close(self) -> None:
-        """Close the Redis connection (later Redis operations fail fast)."""
+        """Write what Redis has not taken yet (within `redis_close_flush_timeout`), then close
+        the Redis connection (later Redis operations fail fast)."""
+        self.store.close()
         self.redis.close()
 
     def health(self) -> GuardHealth:
@@ -74,6 +80,7 @@ class Guard:
         answered = self.redis.ping()
         status = "disabled" if answered is None else "redis" if answered else "degraded"
         mode = "shared" if status == "redis" else "memory"
+        pending = self.store.pending_writes()
         return GuardHealth(
             status=status,
             subsystems=dict.fromkeys(SUBSYSTEMS, mode),
@@ -83,9 +90,10 @@ class Guard:
                 "breaker": self.redis.breaker_snapshot(),
             },
             pending_writes={
-                "ip_bans": self.ip_bans.pending_writes,
-                "patterns": self.patterns.pending_writes,
-                "headers": int(self.headers.pending_write),
+                "ip_bans": pending.get(BAN, 0),
+                "patterns": pending.get(PATTERN, 0),
+                "headers": pending.get(DOCUMENT, 0),
+                "rate_limits": pending.get(WINDOW, 0),
             },
         )
 

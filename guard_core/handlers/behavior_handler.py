@@ -22,7 +22,7 @@ class BehaviorTracker:
     def __init__(self, config: SecurityConfig, redis_handler: RedisManager | None = None) -> None:
         self.config = config
         self._store = SlidingWindowStore(
-            redis_handler, "behavior_usage", config.behavior_max_tracked
+            config, redis_handler, "behavior_usage", config.behavior_max_tracked
         )
 
     async def track_usage(

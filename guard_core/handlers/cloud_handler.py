@@ -30,10 +30,12 @@ from guard_core.ip_ranges import (
 )
 from guard_core.ip_utils import IPAddress, parse_ip
 from guard_core.models import SecurityConfig
+from guard_core.outcome import Unavailable
 from guard_core.primitives import AsyncLock
 from guard_core.redaction import Redactor, redact_url
 
-from .redis_handler import RedisManager, call_or_none
+from ..storage.state_store import StateStore
+from .redis_handler import RedisManager
 
 NAMESPACE = "cloud_ranges"
 #: Bound on each download when the manager makes its own HTTP client, in seconds.
@@ -87,7 +89,7 @@ class CloudManager:
     ) -> None:
         self.config = config
         self.logger = logging.getLogger("guard_core.cloud")
-        self._redis = redis_handler
+        self._store = StateStore.of(config, redis_handler)
         self._http_client = http_client
         self._providers = tuple(check_provider(name) for name in config.cloud_providers)
         for name, url in config.cloud_ip_urls.items():
@@ -212,7 +214,7 @@ class CloudManager:
             self._install(name, fetched)
             value = encode_cached(fetched.cidrs, fetched.fetched_at)
             ttl = self.config.cloud_ip_refresh_interval
-            await call_or_none(self._redis, lambda r: r.set_key(NAMESPACE, name, value, ttl=ttl))
+            await self._store.set_document(NAMESPACE, name, value, ttl=ttl)
             return "fetched"
 
     def _install(self, name: str, ranges: _Ranges) -> None:
@@ -221,8 +223,8 @@ class CloudManager:
             self._retry_at.pop(name, None)
 
     async def _read_shared(self, name: str) -> _Ranges | None:
-        raw = await call_or_none(self._redis, lambda r: r.get_key(NAMESPACE, name))
-        if raw is None:
+        raw = await self._store.get_document(NAMESPACE, name)
+        if raw is None or isinstance(raw, Unavailable):
             return None
         try:
             fetched_at, cidrs = decode_cached(raw)

@@ -26,7 +26,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from guard_core.journal import Change
 from guard_core.models import SecurityConfig
+from guard_core.outcome import Unavailable, Written
 from guard_core.primitives import AsyncLock
 from guard_core.refresh import RefreshClaim
 from guard_core.security_headers import (
@@ -37,9 +39,9 @@ from guard_core.security_headers import (
     HeadersConfig,
     apply_changes,
 )
-from guard_core.write_back import Replay, WriteBackSchedule
 
-from .redis_handler import RedisManager, call_or_none
+from ..storage.state_store import DOCUMENT, StateStore
+from .redis_handler import RedisManager
 
 _MAX_REASON = 200
 
@@ -75,7 +77,8 @@ class SecurityHeadersManager:
         self._rejected: int | None = None
         # Serialises read-modify-write in configure()/reset() of this instance.
         self._write_lock = AsyncLock()
-        self._write_back_schedule = WriteBackSchedule(config.redis_state_refresh_interval)
+        self._store = StateStore.of(config, redis_handler)
+        self._store.subscribe(DOCUMENT, self._written_back)
 
     @property
     def current(self) -> HeadersConfig:
@@ -97,7 +100,8 @@ class SecurityHeadersManager:
         """
         if path is not None and not isinstance(path, str):
             raise TypeError(f"path must be a str or None, not {type(path).__name__}")
-        await self._write_back()
+        if self._shared:
+            await self._store.sync()
         if self._refresh_due():
             await self._refresh()
         with self._lock:
@@ -153,51 +157,33 @@ class SecurityHeadersManager:
 
     # -- internals -------------------------------------------------------------------
 
-    async def _write_back(self) -> None:
-        """After Redis comes back, write the configuration it did not take (unless another
-        instance configured later); after a restart, write a non-default one again."""
-        redis = self.redis_handler
-        if redis is None or not self._shared:
-            return
-        replay = self._write_back_schedule.due(
-            redis.recoveries, redis.restarts, pending=self._pending
-        )
-        if replay is None:
-            return
-        async with self._write_lock:
-            await self._refresh()  # adopts a newer configuration written meanwhile
-            with self._lock:
-                current = self._current
-                wanted = self._pending or (
-                    replay is Replay.EVERYTHING and current != DEFAULT_CONFIG
-                )
-            if not wanted:
-                return
-            written = await call_or_none(
-                redis, lambda r: r.set_key(NAMESPACE, CONFIG_KEY, current.to_json())
-            )
-            with self._lock:
-                self._generation += 1
-                if written is True and self._current is current:
-                    self._pending = False
-
     async def _commit(self, make: Callable[[HeadersConfig], HeadersConfig]) -> None:
-        await self._write_back()
+        await self._store.sync()
         async with self._write_lock:
             await self._refresh()  # build on what other instances wrote last
             with self._lock:
                 new = make(self._current)
                 self._install(new)
-            written = None
-            if self._shared:
-                written = await call_or_none(
-                    self.redis_handler, lambda r: r.set_key(NAMESPACE, CONFIG_KEY, new.to_json())
-                )
+            change = self._store.document_change(
+                NAMESPACE, CONFIG_KEY, new.to_json(), new.updated_at
+            )
+            applied = await self._store.submit(change)
             with self._lock:
                 # A read that started before the write landed may hold the old document.
                 self._generation += 1
                 if self._current is new:
-                    self._pending = self._shared and written is not True
+                    self._pending = self._shared and applied.written is Written.KEPT
+
+    def _written_back(self, change: Change, written: Written) -> None:
+        """The configuration written back after an outage was taken, or a later one stands
+        (adopted on the next read)."""
+        if change.target != f"{NAMESPACE}:{CONFIG_KEY}":
+            return
+        with self._lock:
+            if self._current.updated_at == change.at:
+                self._pending = False
+            if written is Written.SUPERSEDED:
+                self._refresh_claim.expire()
 
     def _install(self, new: HeadersConfig) -> None:
         """Make `new` the local configuration (caller holds `_lock`)."""
@@ -214,9 +200,9 @@ class SecurityHeadersManager:
             return
         with self._lock:
             generation = self._generation
-        raw = await call_or_none(self.redis_handler, lambda r: r.get_key(NAMESPACE, CONFIG_KEY))
-        if raw is None:  # nothing stored, or Redis unavailable: keep the local configuration
-            return
+        raw = await self._store.get_document(NAMESPACE, CONFIG_KEY)
+        if raw is None or isinstance(raw, Unavailable):
+            return  # nothing stored, or Redis unavailable: keep the local configuration
         try:
             stored = HeadersConfig.from_json(raw)
         except ValueError as exc:

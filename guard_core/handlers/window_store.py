@@ -1,24 +1,26 @@
-"""Sliding-window storage: the Lua window in Redis, a memory window when Redis cannot answer.
+"""Sliding-window counting for policies (rate limits, behaviour tracking): the shared window
+in Redis when it answers, a memory window when it does not.
 
-Policies (rate limits, behaviour tracking) decide keys, limits and what a count means; this
-module only stores hits.
+Policies decide keys, limits and what a count means; this module only counts hits.
 """
 
 from __future__ import annotations
 
-import uuid
-
-from guard_core.lua_scripts import SLIDING_WINDOW
+from guard_core.models import SecurityConfig
+from guard_core.outcome import Unavailable
 from guard_core.sliding_window import MemorySlidingWindow, WindowResult
 
-from .redis_handler import RedisManager, call_or_none
+from ..storage.state_store import StateStore
+from .redis_handler import RedisManager
 
 
 class SlidingWindowStore:
     """Hits per key in one namespace; shared through Redis, per instance during an outage."""
 
-    def __init__(self, redis: RedisManager | None, namespace: str, max_keys: int) -> None:
-        self._redis = redis
+    def __init__(
+        self, config: SecurityConfig, redis: RedisManager | None, namespace: str, max_keys: int
+    ) -> None:
+        self._store = StateStore.of(config, redis)
         self._namespace = namespace
         self._memory = MemorySlidingWindow(max_keys)
 
@@ -26,24 +28,17 @@ class SlidingWindowStore:
         self, key: str, limit: int, window: float, *, record_always: bool = False
     ) -> WindowResult:
         """Prune, count and record one hit (only when admitted unless `record_always`)."""
-        args: list[str | int | float] = [
-            limit,
-            max(1, round(window * 1000)),
-            uuid.uuid4().hex,
-            "1" if record_always else "0",
-        ]
-        reply = await call_or_none(
-            self._redis,
-            lambda r: r.run_script(SLIDING_WINDOW, keys=[(self._namespace, key)], args=args),
-        )
-        if reply is None:
-            return self._memory.hit(key, limit, window, record_always=record_always)
-        allowed, count, reset_ms = reply
-        return WindowResult(
-            allowed=bool(allowed), count=int(count), reset_after=max(0, int(reset_ms)) / 1000
-        )
+        if self._store.sharing:
+            await self._store.sync()
+            shared = await self._store.window_hit(
+                self._namespace, key, limit, window, record_always=record_always
+            )
+            if not isinstance(shared, Unavailable):
+                return shared
+        return self._memory.hit(key, limit, window, record_always=record_always)
 
     async def reset(self, key: str) -> None:
-        """Forget a key's hits, in Redis and in memory."""
+        """Forget a key's hits, in memory and in Redis (written back after an outage)."""
         self._memory.reset(key)
-        await call_or_none(self._redis, lambda r: r.delete(self._namespace, key))
+        if self._store.sharing:
+            await self._store.submit(self._store.window_reset_change(self._namespace, key))

@@ -24,7 +24,7 @@ class BehaviorTracker:
     def __init__(self, config: SecurityConfig, redis_handler: RedisManager | None = None) -> None:
         self.config = config
         self._store = SlidingWindowStore(
-            redis_handler, "behavior_usage", config.behavior_max_tracked
+            config, redis_handler, "behavior_usage", config.behavior_max_tracked
         )
 
     def track_usage(

@@ -27,7 +27,9 @@ class RateLimitManager:
 
     def __init__(self, config: SecurityConfig, redis_handler: RedisManager | None = None) -> None:
         self.config = config
-        self._store = SlidingWindowStore(redis_handler, "rate_limit", config.rate_limit_max_tracked)
+        self._store = SlidingWindowStore(
+            config, redis_handler, "rate_limit", config.rate_limit_max_tracked
+        )
 
     def check(
         self,

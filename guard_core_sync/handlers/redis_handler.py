@@ -380,6 +380,10 @@ class RedisManager:
 
         return self.safe_operation(_run_script)
 
+    def full_key(self, namespace: str, key: str) -> str:
+        """The full Redis name of `key` in `namespace`, as every method here builds it."""
+        return self._key(namespace, key)
+
     # -- internals ---
 
     def _build_client(self, config: SecurityConfig) -> Redis:

@@ -28,7 +28,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from guard_core.journal import Change
 from guard_core.models import SecurityConfig
+from guard_core.outcome import Unavailable, Written
 from guard_core.primitives import Lock
 from guard_core.refresh import RefreshClaim
 from guard_core.security_headers import (
@@ -39,9 +41,9 @@ from guard_core.security_headers import (
     HeadersConfig,
     apply_changes,
 )
-from guard_core.write_back import Replay, WriteBackSchedule
 
-from .redis_handler import RedisManager, call_or_none
+from ..storage.state_store import DOCUMENT, StateStore
+from .redis_handler import RedisManager
 
 _MAX_REASON = 200
 
@@ -77,7 +79,8 @@ class SecurityHeadersManager:
         self._rejected: int | None = None
         # Serialises read-modify-write in configure()/reset() of this instance.
         self._write_lock = Lock()
-        self._write_back_schedule = WriteBackSchedule(config.redis_state_refresh_interval)
+        self._store = StateStore.of(config, redis_handler)
+        self._store.subscribe(DOCUMENT, self._written_back)
 
     @property
     def current(self) -> HeadersConfig:
@@ -99,7 +102,8 @@ class SecurityHeadersManager:
         """
         if path is not None and not isinstance(path, str):
             raise TypeError(f"path must be a str or None, not {type(path).__name__}")
-        self._write_back()
+        if self._shared:
+            self._store.sync()
         if self._refresh_due():
             self._refresh()
         with self._lock:
@@ -155,51 +159,33 @@ class SecurityHeadersManager:
 
     # -- internals -------------------------------------------------------------------
 
-    def _write_back(self) -> None:
-        """After Redis comes back, write the configuration it did not take (unless another
-        instance configured later); after a restart, write a non-default one again."""
-        redis = self.redis_handler
-        if redis is None or not self._shared:
-            return
-        replay = self._write_back_schedule.due(
-            redis.recoveries, redis.restarts, pending=self._pending
-        )
-        if replay is None:
-            return
-        with self._write_lock:
-            self._refresh()  # adopts a newer configuration written meanwhile
-            with self._lock:
-                current = self._current
-                wanted = self._pending or (
-                    replay is Replay.EVERYTHING and current != DEFAULT_CONFIG
-                )
-            if not wanted:
-                return
-            written = call_or_none(
-                redis, lambda r: r.set_key(NAMESPACE, CONFIG_KEY, current.to_json())
-            )
-            with self._lock:
-                self._generation += 1
-                if written is True and self._current is current:
-                    self._pending = False
-
     def _commit(self, make: Callable[[HeadersConfig], HeadersConfig]) -> None:
-        self._write_back()
+        self._store.sync()
         with self._write_lock:
             self._refresh()  # build on what other instances wrote last
             with self._lock:
                 new = make(self._current)
                 self._install(new)
-            written = None
-            if self._shared:
-                written = call_or_none(
-                    self.redis_handler, lambda r: r.set_key(NAMESPACE, CONFIG_KEY, new.to_json())
-                )
+            change = self._store.document_change(
+                NAMESPACE, CONFIG_KEY, new.to_json(), new.updated_at
+            )
+            applied = self._store.submit(change)
             with self._lock:
                 # A read that started before the write landed may hold the old document.
                 self._generation += 1
                 if self._current is new:
-                    self._pending = self._shared and written is not True
+                    self._pending = self._shared and applied.written is Written.KEPT
+
+    def _written_back(self, change: Change, written: Written) -> None:
+        """The configuration written back after an outage was taken, or a later one stands
+        (adopted on the next read)."""
+        if change.target != f"{NAMESPACE}:{CONFIG_KEY}":
+            return
+        with self._lock:
+            if self._current.updated_at == change.at:
+                self._pending = False
+            if written is Written.SUPERSEDED:
+                self._refresh_claim.expire()
 
     def _install(self, new: HeadersConfig) -> None:
         """Make `new` the local configuration (caller holds `_lock`)."""
@@ -216,9 +202,9 @@ class SecurityHeadersManager:
             return
         with self._lock:
             generation = self._generation
-        raw = call_or_none(self.redis_handler, lambda r: r.get_key(NAMESPACE, CONFIG_KEY))
-        if raw is None:  # nothing stored, or Redis unavailable: keep the local configuration
-            return
+        raw = self._store.get_document(NAMESPACE, CONFIG_KEY)
+        if raw is None or isinstance(raw, Unavailable):
+            return  # nothing stored, or Redis unavailable: keep the local configuration
         try:
             stored = HeadersConfig.from_json(raw)
         except ValueError as exc:

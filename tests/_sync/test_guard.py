@@ -101,7 +101,8 @@ def test_starts_degraded_with_one_warning_then_reconnects(
         warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(warnings) == 1, [r.getMessage() for r in warnings]
         degraded = guard.health()
-        assert degraded.pending_writes == {"ip_bans": 1, "patterns": 0, "headers": 0}
+        pending = {"ip_bans": 1, "patterns": 0, "headers": 0, "rate_limits": 0}
+        assert degraded.pending_writes == pending
         assert degraded.redis["breaker"]["state"] == "open"
         with LocalRedisServer(port=port):
             sleep(0.06)  # one probe interval

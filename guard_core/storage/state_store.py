@@ -1,0 +1,578 @@
+"""`StateStore`: the typed storage operations every subsystem uses, and the outage journal.
+
+Reads answer a value, `None` (absent) or `UNAVAILABLE` (Redis disabled, down or failing).
+Writes of shared state go through the journal: a change Redis cannot take now is kept and
+written back when Redis answers again, by a background flusher (started by `Guard`) even if
+no request comes, or at the latest when the guard closes. After Redis restarts without its
+data, every change still in effect is written again. Conflicts between instances are settled
+in Redis by when each change was made (Lua scripts under `guard_core/lua/`), never by the
+order in which instances write back.
+
+Redis layout written here (`{prefix}` omitted; see the README for Cluster mode):
+- `banned_ips:{ip}`: JSON `{"expires_at", "banned_at", "reason"}`, expiring with the ban;
+  `ban_lifts:{ip}`: when the ban was last lifted, kept `redis_lift_memory` seconds;
+  `ban_index:addresses`: sorted set ip -> expiry, so that bans are listed without a SCAN.
+- `banned_networks:index`: hash network -> ban or lift record, field `#version` counting
+  changes; `banned_networks_expiry:index`: sorted set network -> when its record ends.
+- `patterns:custom`: sorted JSON array; `pattern_changes:custom`: hash pattern -> time.
+- documents (`security_headers:csp_config`, `cloud_ranges:{provider}`): JSON strings.
+- sliding windows (`rate_limit:…`, `behavior_usage:…`): sorted sets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from guard_core.ban_store import BanRecord
+from guard_core.exceptions import GuardRedisError
+from guard_core.ip_utils import parse_network
+from guard_core.journal import Change, Journal
+from guard_core.lua_scripts import (
+    BAN_WRITE,
+    DOCUMENT_WRITE,
+    NETWORK_BAN_WRITE,
+    PATTERN_WRITE,
+    SLIDING_WINDOW,
+    LuaScript,
+)
+from guard_core.models import SecurityConfig
+from guard_core.network_index import NetworkIndex
+from guard_core.outcome import UNAVAILABLE, Unavailable, Written
+from guard_core.primitives import AsyncTicker
+from guard_core.refresh import RefreshClaim
+from guard_core.sliding_window import WindowResult
+from guard_core.write_back import Replay, WriteBackSchedule
+
+from ..handlers.redis_handler import RedisManager
+
+BANNED_IPS = "banned_ips"
+BAN_LIFTS = "ban_lifts"
+BAN_INDEX = "ban_index"
+ADDRESS_INDEX = "addresses"
+BANNED_NETWORKS = "banned_networks"
+NETWORK_EXPIRY = "banned_networks_expiry"
+NETWORK_INDEX = "index"
+PATTERNS = "patterns"
+PATTERN_CHANGES = "pattern_changes"
+CUSTOM_KEY = "custom"
+_VERSION_FIELD = "#version"
+
+#: Topics of journalled changes.
+BAN, PATTERN, DOCUMENT, WINDOW = "ban", "pattern", "document", "window"
+
+Listener = Callable[[Change, Written], None]
+
+_STORES: weakref.WeakKeyDictionary[RedisManager, dict[int, StateStore]] = (
+    weakref.WeakKeyDictionary()
+)
+_STORES_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a write did: Redis took it, a later change superseded it, or it is kept for
+    later; `changed`: Redis's state changed (a ban was lifted, a pattern list changed)."""
+
+    written: Written
+    changed: bool = False
+
+
+class StateStore:
+    """Typed operations on shared state over one `RedisManager` (or none: memory only).
+
+    Subsystems built on the same manager share one store, hence one journal:
+    `StateStore.of(config, manager)`.
+    """
+
+    def __init__(self, config: SecurityConfig, redis: RedisManager | None) -> None:
+        self.config = config
+        self.logger = logging.getLogger("guard_core.store")
+        self._redis = redis
+        self.journal = Journal()
+        self._schedule = WriteBackSchedule(config.redis_state_refresh_interval)
+        self._replaying = 0
+        self._listeners: dict[str, list[Listener]] = {}
+        self._ticker = AsyncTicker()
+        self._networks: NetworkIndex[BanRecord] = NetworkIndex()
+        self._networks_version: str | None = None
+        self._networks_refresh = RefreshClaim(config.redis_state_refresh_interval)
+
+    @classmethod
+    def of(cls, config: SecurityConfig, redis: RedisManager | None) -> StateStore:
+        """The store of `redis` for `config` (made on first use), or a memory-only one
+        without a manager. Subsystems built from one config on one manager (as `Guard`
+        builds them) share one store, hence one journal."""
+        if redis is None:
+            return cls(config, None)
+        with _STORES_LOCK:
+            stores = _STORES.setdefault(redis, {})
+            store = stores.get(id(config))  # the store holds `config`: its id stays unique
+            if store is None:
+                store = stores[id(config)] = cls(config, redis)
+            return store
+
+    @property
+    def sharing(self) -> bool:
+        """Whether state is shared through Redis (a manager with Redis enabled)."""
+        return (
+            self._redis is not None and self._redis.config.enable_redis and self.config.enable_redis
+        )
+
+    @property
+    def settled(self) -> bool:
+        """No write-back under way and the last restart written back: a key Redis lacks was
+        removed (lifted elsewhere, ended), not lost."""
+        redis = self._redis
+        return (
+            redis is not None
+            and self._replaying == 0
+            and self._schedule.seen_restarts == redis.restarts
+        )
+
+    def subscribe(self, topic: str, listener: Listener) -> None:
+        """Call `listener(change, written)` when a written-back change of `topic` is settled."""
+        self._listeners.setdefault(topic, []).append(listener)
+
+    def pending_writes(self) -> dict[str, int]:
+        """Changes Redis has not taken yet, per topic."""
+        return self.journal.pending_by_topic() if self.sharing else {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background flusher (`Guard.start()` calls this)."""
+        if self.sharing:
+            self._ticker.start(self._tick, self.config.redis_journal_flush_interval)
+
+    async def close(self) -> None:
+        """Stop the flusher, then write pending changes within `redis_close_flush_timeout`."""
+        await self._ticker.stop()
+        redis = self._redis
+        if redis is None or not self.sharing or not self.journal.has_pending:
+            return
+        deadline = time.monotonic() + self.config.redis_close_flush_timeout
+        await redis.ping()  # lets a due probe find a Redis that came back
+        for change in self.journal.pending():
+            if time.monotonic() >= deadline:
+                break
+            applied = await self._apply(change, replay=True)
+            if applied.written is Written.KEPT:
+                break
+            self._settle(change, applied.written)
+        left = sum(self.journal.pending_by_topic().values())
+        if left:
+            self.logger.warning("Closing with %d changes Redis has not taken: they are lost", left)
+
+    async def sync(self) -> bool:
+        """Write back what Redis lacks, when due: pending changes once Redis answers again,
+        every change in effect after a restart. Cheap when nothing is due. True when a
+        restart was written back."""
+        redis = self._redis
+        if redis is None or not self.sharing:
+            return False
+        replay = self._schedule.due(
+            redis.recoveries, redis.restarts, pending=self.journal.has_pending
+        )
+        if replay is None:
+            return False
+        restarted = replay is Replay.EVERYTHING
+        if restarted:
+            self.journal.reopen()  # Redis may hold none of it now
+        changes = self.journal.pending()
+        self._replaying += 1
+        try:
+            for change in changes:
+                applied = await self._apply(change, replay=True)
+                if applied.written is Written.KEPT:
+                    break  # Redis is gone again: the schedule retries later
+                self._settle(change, applied.written)
+        finally:
+            self._replaying -= 1
+        if restarted and changes:
+            self.logger.warning("Redis restarted: wrote %d changes held here again", len(changes))
+        return restarted
+
+    async def _tick(self) -> None:
+        redis = self._redis
+        if redis is None or not len(self.journal):
+            return
+        await redis.ping()  # probes a Redis that is down; notices a restart on reconnection
+        await self.sync()
+
+    # -- journalled writes -----------------------------------------------------------------
+
+    async def submit(self, change: Change) -> Applied:
+        """Record `change` in the journal and write it; kept for later when Redis cannot."""
+        if not self.sharing:
+            return Applied(Written.KEPT)
+        await self.sync()
+        self.journal.record(change)
+        applied = await self._apply(change, replay=False)
+        self.journal.settle(change, applied.written)
+        return applied
+
+    def forget(self, topic: str, target: str) -> None:
+        """Drop the journal's taken change of a thing known to be changed elsewhere since."""
+        change = self.journal.latest(topic, target)
+        if change is not None and not self.journal.is_pending(topic, target):
+            self.journal.settle(change, Written.SUPERSEDED)
+
+    def is_pending(self, topic: str, target: str) -> bool:
+        return self.sharing and self.journal.is_pending(topic, target)
+
+    def _settle(self, change: Change, written: Written) -> None:
+        self.journal.settle(change, written)
+        for listener in self._listeners.get(change.topic, ()):
+            listener(change, written)
+
+    async def _apply(self, change: Change, *, replay: bool) -> Applied:
+        if change.topic == BAN:
+            if "/" in change.target:
+                return await self._apply_network_ban(change)
+            return await self._apply_address_ban(change)
+        if change.topic == PATTERN:
+            keys = [(PATTERNS, CUSTOM_KEY), (PATTERN_CHANGES, CUSTOM_KEY)]
+            reply = await self._script(
+                PATTERN_WRITE, keys, [change.action, change.target, _t(change.at)]
+            )
+            return _applied(reply)
+        if change.topic == DOCUMENT:
+            namespace, _, name = change.target.partition(":")
+            args = [change.data["document"], _t(change.at)]
+            return _applied(await self._script(DOCUMENT_WRITE, [(namespace, name)], args))
+        if change.topic == WINDOW:
+            return await self._apply_window_reset(change, replay=replay)
+        raise ValueError(f"unknown journal topic {change.topic!r}")
+
+    # -- bans -----------------------------------------------------------------------------
+
+    def ban_change(self, record: BanRecord) -> Change:
+        return Change(
+            topic=BAN,
+            target=record.target,
+            action="ban",
+            at=record.banned_at,
+            keep_until=record.expires_at,
+            data={"expires_at": record.expires_at, "reason": record.reason},
+        )
+
+    def lift_change(self, target: str, now: float | None = None) -> Change:
+        now = time.time() if now is None else now
+        return Change(
+            topic=BAN, target=target, action="lift", at=now,
+            keep_until=now + self.config.redis_lift_memory,
+        )  # fmt: skip
+
+    async def ban_exists(self, address: str) -> bool | Unavailable:
+        """Whether Redis holds a ban of this very address."""
+        found = await self._call(lambda r: r.exists(BANNED_IPS, address))
+        return found if isinstance(found, Unavailable) else bool(found)
+
+    async def list_bans(self) -> list[BanRecord] | Unavailable:
+        """Every ban in Redis, addresses and networks, read from the indexes (no SCAN)."""
+        redis = self._redis
+        if redis is None or not self.sharing:
+            return UNAVAILABLE
+        index_key = redis.full_key(BAN_INDEX, ADDRESS_INDEX)
+        now = time.time()
+
+        async def _candidates(conn: Any) -> list[str]:
+            await conn.zremrangebyscore(index_key, "-inf", now)
+            found: list[str] = await conn.zrangebyscore(index_key, now, "+inf")
+            return found
+
+        addresses = await self._call(lambda r: r.safe_operation(_candidates))
+        if isinstance(addresses, Unavailable):
+            return UNAVAILABLE
+        values = await self._call(lambda r: r.get_many(BANNED_IPS, addresses)) if addresses else []
+        if isinstance(values, Unavailable):
+            return UNAVAILABLE
+        records = [
+            record
+            for target, raw in zip(addresses, values or [], strict=True)
+            if raw is not None and (record := _ban_record(target, raw, now)) is not None
+        ]
+        networks = await self.network_bans(force=True)
+        if isinstance(networks, Unavailable):
+            return UNAVAILABLE
+        records.extend(record for _, record in networks.items() if record.expires_at > now)
+        return sorted(records, key=lambda record: record.target)
+
+    async def network_bans(self, *, force: bool = False) -> NetworkIndex[BanRecord] | Unavailable:
+        """The network bans in Redis, as an index; re-read at most once per refresh interval
+        (by one caller; the others use the copy held meanwhile), and only when changed."""
+        if not self.sharing:
+            return UNAVAILABLE
+        if not self._networks_refresh.claim(force=force):
+            return self._networks
+        version = await self._call(
+            lambda r: r.safe_operation(_hget, r.full_key(BANNED_NETWORKS, NETWORK_INDEX))
+        )
+        if isinstance(version, Unavailable):
+            self._networks_refresh.expire()
+            return UNAVAILABLE
+        if version is not None and version == self._networks_version:
+            await self._reconcile_bans()
+            return self._networks
+        raw = await self._call(
+            lambda r: r.safe_operation(_hgetall, r.full_key(BANNED_NETWORKS, NETWORK_INDEX))
+        )
+        if isinstance(raw, Unavailable):
+            self._networks_refresh.expire()
+            return UNAVAILABLE
+        index: NetworkIndex[BanRecord] = NetworkIndex()
+        now = time.time()
+        for cidr, value in raw.items():
+            if cidr == _VERSION_FIELD:
+                continue
+            record = _ban_record(cidr, value, now)
+            if record is None:
+                continue
+            try:
+                index.set(parse_network(cidr), record)
+            except ValueError:
+                self.logger.warning("Ignoring malformed network ban %r", cidr)
+        self._networks, self._networks_version = index, raw.get(_VERSION_FIELD)
+        await self._reconcile_bans()
+        return index
+
+    async def _reconcile_bans(self) -> None:
+        """Forget the bans this instance made that Redis no longer holds (lifted elsewhere,
+        or ended), so that no write-back after a restart brings them back. Never while a
+        write-back is under way: then Redis may lack them because it lost them."""
+        if not self.settled:
+            return
+        held = self.journal.taken(BAN)
+        addresses = [c for c in held if c.action == "ban" and "/" not in c.target]
+        values = await self._call(
+            lambda r: r.get_many(BANNED_IPS, [c.target for c in addresses])
+        ) if addresses else []  # fmt: skip
+        if isinstance(values, Unavailable) or not self.settled:
+            return
+        gone = [c for c, value in zip(addresses, values or [], strict=True) if value is None]
+        gone.extend(
+            c
+            for c in held
+            if c.action == "ban" and "/" in c.target and self._networks.get(
+                parse_network(c.target)
+            ) is None
+        )  # fmt: skip
+        for change in gone:
+            self._settle(change, Written.SUPERSEDED)
+
+    async def _apply_address_ban(self, change: Change) -> Applied:
+        now = time.time()
+        keys = [(BANNED_IPS, change.target), (BAN_LIFTS, change.target)]
+        if change.action == "ban":
+            ttl_ms = math.ceil((change.keep_until - now) * 1000)
+            if ttl_ms < 1:
+                return Applied(Written.SUPERSEDED)  # ended meanwhile: not brought back
+            value = _ban_json(change)
+            reply = await self._script(BAN_WRITE, keys, ["ban", _t(change.at), value, ttl_ms])
+            if reply == 1:
+                await self._index_address(change.target, change.keep_until)
+        else:
+            ttl_ms = max(1, math.ceil((change.keep_until - now) * 1000))
+            reply = await self._script(BAN_WRITE, keys, ["lift", _t(change.at), "", ttl_ms])
+            if isinstance(reply, int) and reply > 0:
+                await self._index_address(change.target, None)
+        return _applied(reply)
+
+    async def _index_address(self, address: str, expires_at: float | None) -> None:
+        """Keep the listing index in step (best effort: `list_bans` checks each entry)."""
+        redis = self._redis
+        if redis is None:
+            return
+        key = redis.full_key(BAN_INDEX, ADDRESS_INDEX)
+
+        async def _update(conn: Any) -> None:
+            if expires_at is None:
+                await conn.zrem(key, address)
+            else:
+                await conn.zadd(key, {address: expires_at})
+
+        await self._call(lambda r: r.safe_operation(_update))
+
+    async def _apply_network_ban(self, change: Change) -> Applied:
+        now = time.time()
+        if change.action == "ban":
+            if change.keep_until <= now:
+                return Applied(Written.SUPERSEDED)
+            value = _ban_json(change)
+        else:
+            value = json.dumps({"lifted_at": change.at})
+        keys = [(BANNED_NETWORKS, NETWORK_INDEX), (NETWORK_EXPIRY, NETWORK_INDEX)]
+        args: list[str | int | float] = [
+            change.action, _t(change.at), change.target, value, _t(change.keep_until), _t(now)
+        ]  # fmt: skip
+        reply = await self._script(NETWORK_BAN_WRITE, keys, args)
+        if not isinstance(reply, Unavailable):
+            self._networks_refresh.expire()  # read the index again on the next lookup
+        return _applied(reply)
+
+    # -- patterns and documents ------------------------------------------------------------
+
+    def pattern_change(self, pattern: str, added: bool) -> Change:
+        now = time.time()
+        return Change(
+            topic=PATTERN, target=pattern, action="add" if added else "remove", at=now,
+            keep_until=math.inf if added else now + self.config.redis_lift_memory,
+        )  # fmt: skip
+
+    async def read_custom_patterns(self) -> str | Unavailable | None:
+        """The stored JSON array of custom patterns (None: absent)."""
+        return await self.get_document(PATTERNS, CUSTOM_KEY)
+
+    def document_change(self, namespace: str, name: str, document: str, at: float) -> Change:
+        return Change(
+            topic=DOCUMENT, target=f"{namespace}:{name}", action="put", at=at,
+            keep_until=math.inf, data={"document": document},
+        )  # fmt: skip
+
+    async def get_document(self, namespace: str, name: str) -> str | Unavailable | None:
+        value = await self._call(lambda r: r.get_key(namespace, name))
+        return value if value is None or isinstance(value, Unavailable) else str(value)
+
+    async def set_document(
+        self, namespace: str, name: str, value: str, ttl: int | None = None
+    ) -> bool | Unavailable:
+        """Store a cache document outright (no journal: it can be fetched again)."""
+        done = await self._call(lambda r: r.set_key(namespace, name, value, ttl=ttl))
+        return done if isinstance(done, Unavailable) else bool(done)
+
+    # -- sliding windows -------------------------------------------------------------------
+
+    async def window_hit(
+        self, namespace: str, key: str, limit: int, window: float, *, record_always: bool
+    ) -> WindowResult | Unavailable:
+        """Prune, count and record one hit in a shared window (server clock)."""
+        args: list[str | int | float] = [
+            limit,
+            max(1, round(window * 1000)),
+            uuid.uuid4().hex,
+            "1" if record_always else "0",
+        ]
+        reply = await self._script(SLIDING_WINDOW, [(namespace, key)], args)
+        if isinstance(reply, Unavailable):
+            return UNAVAILABLE
+        allowed, count, reset_ms = reply
+        return WindowResult(
+            allowed=bool(allowed), count=int(count), reset_after=max(0, int(reset_ms)) / 1000
+        )
+
+    def window_reset_change(self, namespace: str, key: str) -> Change:
+        now = time.time()
+        return Change(
+            topic=WINDOW, target=f"{namespace}:{key}", action="reset", at=now,
+            keep_until=now + self.config.redis_lift_memory, durable=False,
+        )  # fmt: skip
+
+    async def _apply_window_reset(self, change: Change, *, replay: bool) -> Applied:
+        namespace, _, key = change.target.partition(":")
+        if not replay:
+            deleted = await self._call(lambda r: r.delete(namespace, key))
+            return _applied(deleted, changed_if=lambda n: bool(n))
+        # written back later: forget the hits made before the reset, keep those made since
+        before_ms = math.floor(change.at * 1000)
+        redis = self._redis
+        if redis is None:
+            return Applied(Written.KEPT)
+        full_key = redis.full_key(namespace, key)
+
+        async def _trim(conn: Any) -> int:
+            removed: int = await conn.zremrangebyscore(full_key, "-inf", before_ms)
+            return removed
+
+        removed = await self._call(lambda r: r.safe_operation(_trim))
+        return _applied(removed, changed_if=lambda n: bool(n))
+
+    # -- calls -----------------------------------------------------------------------------
+
+    async def _call(self, call: Callable[[RedisManager], Any]) -> Any:
+        """`call(manager)`'s result, or `UNAVAILABLE` when Redis is not in use or failed (the
+        manager has logged and reported the failure)."""
+        redis = self._redis
+        if redis is None or not redis.config.enable_redis:
+            return UNAVAILABLE
+        try:
+            return await call(redis)
+        except GuardRedisError:
+            return UNAVAILABLE
+
+    async def _script(
+        self, script: LuaScript, keys: Sequence[tuple[str, str]], args: Sequence[str | int | float]
+    ) -> Any:
+        return await self._call(lambda r: r.run_script(script, keys=keys, args=args))
+
+
+async def _hget(conn: Any, key: str) -> Any:
+    return await conn.hget(key, _VERSION_FIELD)
+
+
+async def _hgetall(conn: Any, key: str) -> dict[str, str]:
+    found: dict[str, str] = await conn.hgetall(key)
+    return found
+
+
+def _t(value: float) -> str:
+    """A time as Lua's tonumber reads it back exactly."""
+    return repr(float(value))
+
+
+def _ban_json(change: Change) -> str:
+    return json.dumps(
+        {
+            "expires_at": change.data["expires_at"],
+            "banned_at": change.at,
+            "reason": change.data.get("reason", ""),
+        }
+    )
+
+
+def _ban_record(target: str, raw: object, now: float) -> BanRecord | None:
+    """A ban read from Redis, or None (a lift record, ended, malformed). An older layout
+    holds only the expiry."""
+    try:
+        decoded = json.loads(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if isinstance(decoded, int | float):
+        decoded = {"expires_at": decoded}
+    if not isinstance(decoded, dict):
+        return None
+    try:
+        expires_at = float(decoded["expires_at"])
+        banned_at = float(decoded.get("banned_at", 0.0))
+    except (KeyError, TypeError, ValueError):
+        return None
+    reason = decoded.get("reason", "")
+    if expires_at <= now or not math.isfinite(expires_at):
+        return None
+    return BanRecord(
+        target=target,
+        expires_at=expires_at,
+        reason=reason if isinstance(reason, str) else "",
+        shared=True,
+        banned_at=banned_at,
+    )
+
+
+def _applied(reply: object, changed_if: Callable[[Any], bool] | None = None) -> Applied:
+    """A script's reply (0 superseded, 1 applied, 2 applied and changed) as an `Applied`."""
+    if isinstance(reply, Unavailable):
+        return Applied(Written.KEPT)
+    if changed_if is not None:
+        return Applied(Written.TAKEN, changed=changed_if(reply))
+    code = int(reply)  # type: ignore[call-overload]
+    if code == 0:
+        return Applied(Written.SUPERSEDED)
+    return Applied(Written.TAKEN, changed=code == 2)
