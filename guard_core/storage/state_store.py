@@ -52,7 +52,7 @@ from guard_core.refresh import RefreshClaim
 from guard_core.sliding_window import WindowResult
 from guard_core.write_back import Replay, WriteBackSchedule
 
-from ..handlers.redis_handler import RedisManager
+from ..handlers.redis_handler import SCAN_COUNT, RedisManager
 
 BANNED_IPS = "banned_ips"
 BAN_LIFTS = "ban_lifts"
@@ -519,7 +519,10 @@ async def _hget(conn: Any, key: str) -> Any:
 
 
 async def _hgetall(conn: Any, key: str) -> dict[str, str]:
-    found: dict[str, str] = await conn.hgetall(key)
+    """The whole hash, read in bounded steps (HSCAN): no single huge reply to wait for."""
+    found: dict[str, str] = {}
+    async for field, value in conn.hscan_iter(key, count=SCAN_COUNT):
+        found[field] = value
     return found
 
 

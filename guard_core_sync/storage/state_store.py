@@ -54,7 +54,7 @@ from guard_core.refresh import RefreshClaim
 from guard_core.sliding_window import WindowResult
 from guard_core.write_back import Replay, WriteBackSchedule
 
-from ..handlers.redis_handler import RedisManager
+from ..handlers.redis_handler import SCAN_COUNT, RedisManager
 
 BANNED_IPS = "banned_ips"
 BAN_LIFTS = "ban_lifts"
@@ -521,7 +521,10 @@ def _hget(conn: Any, key: str) -> Any:
 
 
 def _hgetall(conn: Any, key: str) -> dict[str, str]:
-    found: dict[str, str] = conn.hgetall(key)
+    """The whole hash, read in bounded steps (HSCAN): no single huge reply to wait for."""
+    found: dict[str, str] = {}
+    for field, value in conn.hscan_iter(key, count=SCAN_COUNT):
+        found[field] = value
     return found
 
 
