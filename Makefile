@@ -39,7 +39,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check $(HAND_WRITTEN)
 
 typecheck: venv
-	$(VENV)/bin/mypy --strict guard_core guard_core_sync
+	$(VENV)/bin/mypy --strict guard_core guard_core_sync tests scripts benchmarks examples
 
 sync-check: venv
 	$(PY) scripts/unasync.py --check

@@ -42,7 +42,7 @@ class Guard:
         http_client: httpx.Client | None = None,
     ) -> None:
         self.config = config
-        self.logger = logging.getLogger("guard_core_sync.guard")
+        self.logger = logging.getLogger("guard_core.guard")
         self.redis = RedisManager(config, client_factory=client_factory)
         self.rate_limiter = RateLimitManager(config, self.redis)
         self.ip_bans = IPBanManager(config, self.redis)
