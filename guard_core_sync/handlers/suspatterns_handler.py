@@ -83,8 +83,9 @@ class SusPatternsManager:
         )
 
     def detect(self, content: str) -> tuple[PatternMatch, ...]:
-        """The patterns matching the first `pattern_max_content_length` characters of
-        `content` (built-in first, then custom), each with its category.
+        """The patterns matching the first `scan_length(pattern_max_content_length)`
+        characters of `content` (at least 1 MiB; built-in first, then custom), each with
+        its category.
         """
         if not isinstance(content, str):
             raise TypeError(f"content must be a str, not {type(content).__name__}")
