@@ -60,3 +60,4 @@ $(PEER_VENV)/.installed:
 bench: venv redis-server $(PEER_VENV)/.installed
 	$(PY) benchmarks/bench_redis_manager.py
 	$(PY) benchmarks/bench_outage.py --peer-python $(PEER_VENV)/bin/python
+	$(PY) benchmarks/bench_patterns.py --peer-python $(PEER_VENV)/bin/python
