@@ -204,6 +204,8 @@ class RedisManager:
         except Exception as exc:
             if isinstance(exc, RedisUnavailableError):
                 raise  # failing fast: the breaker's transition was logged and reported once
+            if isinstance(exc, GuardRedisError) and self._closed:
+                raise  # "Redis connection closed", reported by get_connection()
             reason = self._describe(exc)
             if not isinstance(exc, GuardRedisError):
                 self.logger.error("Redis operation failed: %s", reason)

@@ -117,12 +117,17 @@ def test_close_emits_event_and_later_operations_raise_503(manager: RedisManager)
         lambda: manager.delete("ns", "k"),
         lambda: manager.keys("*"),
         lambda: manager.delete_pattern("*"),
+        lambda: manager.get_many("ns", ["k"]),
+        lambda: manager.set_many("ns", {"k": ("v", None)}),
     ):
+        sent = len(agent.events)
         with pytest.raises(GuardRedisError) as raised:
             call()
-        assert raised.value.status_code == 503
+        assert (raised.value.status_code, raised.value.detail) == (503, "Redis connection closed")
+        # one event, saying what happened (not a generic "operation failed")
+        assert [e.metadata["error_type"] for e in agent.events[sent:]] == ["connection_closed"]
     manager.initialize()  # closed stays closed
-    with pytest.raises(GuardRedisError):
+    with pytest.raises(GuardRedisError, match="Redis connection closed"):
         manager.get_key("ns", "k")
 
 
