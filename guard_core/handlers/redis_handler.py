@@ -23,7 +23,7 @@ from guard_core.keys import build_key, build_pattern, validate_ttl, validate_val
 from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig, SecurityEvent
 from guard_core.primitives import AsyncLock, async_cancel_shield
-from guard_core.redaction import Redactor, redact_url
+from guard_core.redaction import Redactor, escape_control, redact_url
 
 from .redis_client import build_client
 
@@ -405,7 +405,7 @@ class RedisManager:
             )
 
     def _describe(self, exc: BaseException) -> str:
-        return self._redactor.scrub(f"{type(exc).__name__}: {exc}")
+        return escape_control(self._redactor.scrub(f"{type(exc).__name__}: {exc}"))
 
     async def _record_failure(self, reason: str) -> None:
         if self._breaker.failed(reason):
@@ -450,9 +450,11 @@ class RedisManager:
         event = SecurityEvent(
             event_type=event_type,
             action_taken=action_taken,
-            reason=self._redactor.scrub(reason),
+            reason=escape_control(self._redactor.scrub(reason)),
             metadata={
-                name: self._redactor.scrub(value) if isinstance(value, str) else value
+                name: escape_control(self._redactor.scrub(value))
+                if isinstance(value, str)
+                else value
                 for name, value in metadata.items()
             },
         )

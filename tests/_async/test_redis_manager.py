@@ -355,6 +355,32 @@ async def test_recovers_by_itself_and_warns_once_per_state_change(
 # -- events --------------------------------------------------------------------------------
 
 
+async def test_control_characters_are_escaped_in_events_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An error text carrying CR/LF (say, a reply echoing client data) cannot write a forged
+    line into the log or an event."""
+    forged = "refused\r\nCRITICAL guard_core.guard: forged\x1b[0m"
+
+    def factory(config: SecurityConfig) -> Any:
+        raise ConnectionError(forged)
+
+    manager = RedisManager(SecurityConfig(redis_url="redis://127.0.0.1:1"), client_factory=factory)
+    agent = AsyncRecordingAgent()
+    await manager.initialize_agent(agent)
+    caplog.set_level(logging.DEBUG, logger="guard_core.redis")
+    with pytest.raises(GuardRedisError):
+        await manager.initialize()
+    shown = "refused\\r\\nCRITICAL guard_core.guard: forged\\x1b[0m"
+    texts = [event.reason for event in agent.events]
+    texts += [v for event in agent.events for v in event.metadata.values() if isinstance(v, str)]
+    texts += [record.getMessage() for record in caplog.records]
+    assert any(shown in text for text in texts)
+    assert sum(shown in record.getMessage() for record in caplog.records) >= 1
+    for text in texts:
+        assert text.isprintable(), text
+
+
 async def test_failing_agent_never_breaks_an_operation(
     make_manager: Callable[..., RedisManager], caplog: pytest.LogCaptureFixture
 ) -> None:
