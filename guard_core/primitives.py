@@ -6,11 +6,14 @@ twin, so the rewrite from ``guard_core`` to ``guard_core_sync`` stays a plain wo
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
 
 import anyio
+
+from guard_core.exceptions import UnsupportedBackendError
 
 
 class AsyncLock:
@@ -57,3 +60,21 @@ def async_cancel_shield() -> AbstractContextManager[object]:
 def cancel_shield() -> AbstractContextManager[object]:
     """Threads are not cancelled from outside: nothing to shield."""
     return nullcontext()
+
+
+def async_require_asyncio() -> None:
+    """Raise `UnsupportedBackendError` unless an asyncio event loop runs this task:
+    redis.asyncio runs on asyncio only (anyio's trio backend has no asyncio loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise UnsupportedBackendError(
+            "Redis needs the asyncio backend: redis.asyncio runs on asyncio only, and no "
+            "asyncio event loop runs here (trio?). Run the app on asyncio, or set "
+            "enable_redis=False, which works under trio (state then stays in memory, per "
+            "instance)."
+        ) from None
+
+
+def require_asyncio() -> None:
+    """Threads need no event loop: nothing to check."""

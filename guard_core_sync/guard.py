@@ -52,7 +52,12 @@ class Guard:
         self.behavior = BehaviorTracker(config, self.redis)
 
     def start(self) -> None:
-        """Connect to Redis when enabled; never raises for an unreachable Redis."""
+        """Connect to Redis when enabled; never raises for an unreachable Redis.
+
+        In the async face under trio, with Redis enabled, it raises
+        `UnsupportedBackendError` (redis.asyncio needs asyncio); `enable_redis=False` works
+        under trio.
+        """
         if not self.config.enable_redis:
             self.logger.info("Redis disabled: subsystems keep their state in memory")
             return

@@ -47,6 +47,7 @@ NAMES = {
     "AsyncLock": "Lock",
     "async_cancel_shield": "cancel_shield",
     "async_sleep": "sleep",
+    "async_require_asyncio": "require_asyncio",
     "FakeAsyncRedis": "FakeRedis",
     "AsyncRecordingAgent": "RecordingAgent",
     "run_async_workers": "run_workers",

@@ -22,7 +22,7 @@ from guard_core.exceptions import GuardRedisError, RedisUnavailableError
 from guard_core.keys import build_key, build_pattern, validate_ttl, validate_value
 from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig, SecurityEvent
-from guard_core.primitives import AsyncLock, async_cancel_shield
+from guard_core.primitives import AsyncLock, async_cancel_shield, async_require_asyncio
 from guard_core.redaction import Redactor, escape_control, redact_url
 
 from .redis_client import build_client
@@ -82,6 +82,7 @@ class RedisManager:
         if self._closed or not self.config.enable_redis:
             self._redis = None
             return
+        async_require_asyncio()  # before any attempt: a wrong backend is no Redis outage
         failures_before = self._breaker.failures
         failure: Exception | None = None
         async with self._connection_lock:
@@ -158,6 +159,7 @@ class RedisManager:
                 error_type="connection_closed",
             )
             raise GuardRedisError(503, "Redis connection closed")
+        async_require_asyncio()
         admission = self._breaker.admit()
         if admission is Admission.REJECT:
             raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
@@ -196,6 +198,7 @@ class RedisManager:
         """Return `func(conn, *args, **kwargs)` awaited; failures become `GuardRedisError(503)`."""
         if not self.config.enable_redis:
             return None
+        async_require_asyncio()  # outside the try: not a Redis failure
         try:
             async with self.get_connection() as conn:
                 return await func(conn, *args, **kwargs)

@@ -24,7 +24,7 @@ from guard_core.exceptions import GuardRedisError, RedisUnavailableError
 from guard_core.keys import build_key, build_pattern, validate_ttl, validate_value
 from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig, SecurityEvent
-from guard_core.primitives import Lock, cancel_shield
+from guard_core.primitives import Lock, cancel_shield, require_asyncio
 from guard_core.redaction import Redactor, escape_control, redact_url
 
 from .redis_client import build_client
@@ -84,6 +84,7 @@ class RedisManager:
         if self._closed or not self.config.enable_redis:
             self._redis = None
             return
+        require_asyncio()  # before any attempt: a wrong backend is no Redis outage
         failures_before = self._breaker.failures
         failure: Exception | None = None
         with self._connection_lock:
@@ -160,6 +161,7 @@ class RedisManager:
                 error_type="connection_closed",
             )
             raise GuardRedisError(503, "Redis connection closed")
+        require_asyncio()
         admission = self._breaker.admit()
         if admission is Admission.REJECT:
             raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
@@ -198,6 +200,7 @@ class RedisManager:
         """Return `func(conn, *args, **kwargs)` awaited; failures become `GuardRedisError(503)`."""
         if not self.config.enable_redis:
             return None
+        require_asyncio()  # outside the try: not a Redis failure
         try:
             with self.get_connection() as conn:
                 return func(conn, *args, **kwargs)
