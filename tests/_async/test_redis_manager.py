@@ -238,6 +238,23 @@ async def test_glob_characters_in_prefix_never_reach_another_app(
     assert backend.inspect.get(f"{theirs}ns:k") == "theirs"
 
 
+async def test_nested_prefixes_share_keys_as_the_readme_warns(
+    make_manager: Callable[..., RedisManager], backend: Backend
+) -> None:
+    """`myapp:` and `myapp:staging:` are not isolated: the layout makes the second's keys
+    keys of the first (the README's warning). Sibling prefixes are."""
+    outer = make_manager(redis_prefix="myapp:")
+    nested = make_manager(redis_prefix="myapp:staging:")
+    sibling = make_manager(redis_prefix="myapp-staging:")
+    await nested.set_key("banned_ips", "1.2.3.4", "1")
+    await sibling.set_key("banned_ips", "1.2.3.4", "1")
+    assert await outer.keys("*") == ["myapp:staging:banned_ips:1.2.3.4"]
+    assert await outer.get_key("staging", "banned_ips:1.2.3.4") == "1"
+    assert await outer.delete_pattern("*") == 1
+    assert await nested.get_key("banned_ips", "1.2.3.4") is None
+    assert await sibling.get_key("banned_ips", "1.2.3.4") == "1"
+
+
 # -- disabled mode -------------------------------------------------------------------------
 
 
