@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import httpx
 
 from guard_core.exceptions import GuardRedisError
+from guard_core.logs import get_logger
 from guard_core.models import GuardHealth, SecurityConfig
 from guard_core.redaction import redact_url
 
@@ -42,7 +42,7 @@ class Guard:
         http_client: httpx.Client | None = None,
     ) -> None:
         self.config = config
-        self.logger = logging.getLogger("guard_core.guard")
+        self.logger = get_logger("guard")
         self.redis = RedisManager(config, client_factory=client_factory)
         self.rate_limiter = RateLimitManager(config, self.redis)
         self.ip_bans = IPBanManager(config, self.redis)

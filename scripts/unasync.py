@@ -61,6 +61,9 @@ HEADER = (
     "# Change the async source and run `make sync`.\n"
 )
 CODE = (tokenize.NAME, tokenize.OP)
+# A string that is a whole module path of the face (a mock.patch target) names the sync one.
+# Logger names are no such strings: face code takes its logger from guard_core.logs.
+MODULE_PATH = re.compile(r"""[rRbBuU]{0,2}(['"])guard_core\.(handlers|guard)\b[\w.]*\1""")
 # Prose (comments, triple-quoted strings) is copied as it is, except code quoted in backticks.
 QUOTED_CODE = re.compile(r"`([^`\n]+)`")
 
@@ -98,6 +101,9 @@ def rewrite(text: str, used: set[str]) -> str:
             if token.type == tokenize.NAME and token.string in NAMES:
                 edits.append((start, start + len(token.string), NAMES[token.string]))
                 used.add(token.string)
+            elif token.type == tokenize.STRING and MODULE_PATH.fullmatch(token.string):
+                fixed = token.string.replace("guard_core.", "guard_core_sync.", 1)
+                edits.append((start, offset(token.end), fixed))
             elif token.type == tokenize.COMMENT or token.string.endswith(('"""', "'''")):
                 edits.append((start, offset(token.end), rewrite_prose(token.string)))
             i += 1

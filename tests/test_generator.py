@@ -58,10 +58,11 @@ def test_code_is_rewritten_and_comments_and_strings_are_not() -> None:
         "from guard_core.handlers.x import AsyncLock\n"
         "async def f(lock: AsyncLock) -> None:\n"
         "    # callers await the lock; an async_sleep here would be wrong\n"
-        '    log = logging.getLogger("guard_core.guard")\n'
+        '    log = logging.getLogger("guard_core.patterns")\n'
         '    text = "await guard_core.handlers, AsyncLock"\n'
-        "    async with lock:\n"
-        "        await  async_sleep(1)\n"
+        '    with mock.patch("guard_core.handlers.redis_client.build_client"):\n'
+        "        async with lock:\n"
+        "            await  async_sleep(1)\n"
     )
     used: set[str] = set()
     assert unasync.rewrite(source, used) == (
@@ -69,12 +70,21 @@ def test_code_is_rewritten_and_comments_and_strings_are_not() -> None:
         "from guard_core_sync.handlers.x import Lock\n"
         "def f(lock: Lock) -> None:\n"
         "    # callers await the lock; an async_sleep here would be wrong\n"
-        '    log = logging.getLogger("guard_core.guard")\n'
+        '    log = logging.getLogger("guard_core.patterns")\n'
         '    text = "await guard_core.handlers, AsyncLock"\n'
-        "    with lock:\n"
-        "        sleep(1)\n"
+        '    with mock.patch("guard_core_sync.handlers.redis_client.build_client"):\n'
+        "        with lock:\n"
+        "            sleep(1)\n"
     )
     assert {"await", "async def", "AsyncLock", "redis . asyncio"} <= used
+
+
+def test_module_paths_in_strings_name_the_sync_face() -> None:
+    for quoted in ("'guard_core.guard'", 'r"guard_core.handlers.x.Y"', '"guard_core.handlers"'):
+        expected = quoted.replace("guard_core.", "guard_core_sync.")
+        assert unasync.rewrite(f"target = {quoted}\n", set()) == f"target = {expected}\n"
+    for kept in ('"guard_core.redis"', '"guard_core.handlers is here"', '"x guard_core.guard"'):
+        assert unasync.rewrite(f"name = {kept}\n", set()) == f"name = {kept}\n"
 
 
 def test_code_quoted_in_prose_is_rewritten() -> None:

@@ -8,7 +8,6 @@ error wrapping and events live here and nowhere else.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Callable, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from guard_core.circuit_breaker import Admission, BreakerState, CircuitBreaker
 from guard_core.exceptions import GuardRedisError, RedisUnavailableError
 from guard_core.keys import build_key, build_pattern, validate_ttl, validate_value
+from guard_core.logs import get_logger
 from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig, SecurityEvent
 from guard_core.primitives import Lock, cancel_shield, require_asyncio
@@ -58,7 +58,7 @@ class RedisManager:
         client_factory: Callable[[SecurityConfig], Redis] | None = None,
     ) -> None:
         self.config = config
-        self.logger = logging.getLogger("guard_core.redis")
+        self.logger = get_logger("redis")
         self.agent_handler = None
         self._client_factory = client_factory or self._build_client
         self._redis: Redis | None = None
