@@ -3,14 +3,14 @@
 Usage: python scripts/unasync.py [--check]
 
 Only face-specific files are generated (the handlers and the package entry points); pure
-modules (config, exceptions, keys, primitives) stay in `guard_core` and both faces import
-them. The rewrite works on code tokens only (stdlib `tokenize`): identifiers and dotted
-names are mapped, `async`/`await` dropped; comments, docstrings and strings are copied as they
-are (so logger names such as "guard_core.guard" are the same in both faces). When a rewrite
-gets hard, change the async source (a paired primitive in `guard_core/primitives.py`).
-`--check` fails when a generated file is stale or missing, when a file has no source, when a
-rule no longer matches anything, or when generated code still holds an async name (`async`,
-`await`, `asyncio`, `Async*`, `async_*`; comments and strings are prose and not checked).
+modules stay in `guard_core` and both faces import them. The rewrite works on tokens
+(stdlib `tokenize`): code identifiers and dotted names are mapped and `async`/`await`
+dropped; prose (comments, docstrings, strings) is copied as it is, except code quoted in
+backticks and strings that are whole module paths of the face (mock.patch targets). When a
+rewrite gets hard, change the async source (a paired primitive in `guard_core/primitives.py`).
+`--check` fails on a stale, missing or sourceless generated file, a rule that matches
+nothing, or an async name (`async`, `await`, `asyncio`, `Async*`, `async_*`) left in
+generated code, f-string fields included; prose is not checked. Unknown flags are an error.
 """
 
 from __future__ import annotations
