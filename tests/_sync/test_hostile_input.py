@@ -627,7 +627,7 @@ def custom_pattern_error(pattern: object) -> type[Exception] | None:
     if not pattern.strip() or utf8_error(pattern) is not None:
         return ValueError
     quiet = re2.Options()
-    quiet.log_errors = False
+    quiet.log_errors, quiet.case_sensitive = False, False  # as patterns are compiled
     try:
         re2.compile(pattern, quiet)
     except re2.error:  # not a regex the matcher (RE2) takes
