@@ -1,5 +1,5 @@
 """`detect()` throughput on clean content, on attacks and on 1 MiB, ours (RE2, both faces)
-against the peer (guard-core 4.4.0 from PyPI, in its own virtualenv), measured in one run.
+against the peer (the published guard-core 4.4.0, in its own virtualenv), measured in one run.
 
 Usage: python benchmarks/bench_patterns.py [--peer-python .venv-peer/bin/python] [--budget S]
 
