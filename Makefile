@@ -39,7 +39,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check $(HAND_WRITTEN)
 
 typecheck: venv
-	$(VENV)/bin/mypy --strict guard_core guard_core_sync
+	$(VENV)/bin/mypy --strict guard_core guard_core_sync tests scripts benchmarks examples
 
 sync-check: venv
 	$(PY) scripts/unasync.py --check
@@ -61,3 +61,4 @@ bench: venv redis-server $(PEER_VENV)/.installed
 	$(PY) benchmarks/bench_redis_manager.py
 	$(PY) benchmarks/bench_outage.py --peer-python $(PEER_VENV)/bin/python
 	$(PY) benchmarks/bench_network_bans.py
+	$(PY) benchmarks/bench_patterns.py --peer-python $(PEER_VENV)/bin/python

@@ -4,7 +4,12 @@
 the same names.
 """
 
-from guard_core.exceptions import GuardCoreError, GuardRedisError, RedisUnavailableError
+from guard_core.exceptions import (
+    GuardCoreError,
+    GuardRedisError,
+    RedisUnavailableError,
+    UnsupportedBackendError,
+)
 from guard_core.models import SecurityConfig, SecurityEvent
 
 from .guard import Guard
@@ -18,4 +23,5 @@ __all__ = [
     "RedisUnavailableError",
     "SecurityConfig",
     "SecurityEvent",
+    "UnsupportedBackendError",
 ]

@@ -1,19 +1,22 @@
 """Built-in attack patterns, custom-pattern validation, scanning, and the custom-pattern cache.
 
 Pure (no I/O): both faces' `SusPatternsManager` keep their custom patterns here and scan
-with `scan`. Every pattern is compiled once, case-insensitively. Built-in patterns use
-bounded repetition and no ambiguous nested quantifiers, so scanning stays linear in the
-content length; custom patterns are only as safe as their authors make them, which is why content
-is cut to a maximum length before scanning.
+with `scan`. Every pattern, built-in or custom, is compiled once, case-insensitively, with
+RE2 (`google-re2`): matching takes time linear in the content length whatever the pattern,
+so `(a+)+$` is as cheap as `abc`. RE2 has no backreferences and no look-around; a custom
+pattern using them is refused with a ValueError that says so. Content is scanned in one pass
+over every pattern at once (an RE2 filter), up to `scan_length()` characters: at least
+`MIN_SCAN_LENGTH` (1 MiB of characters), more when `pattern_max_content_length` says so.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+import re2
 
 from guard_core.validation import parse_json
 
@@ -27,8 +30,22 @@ SSRF = "ssrf"
 TEMPLATE_INJECTION = "template_injection"
 CUSTOM = "custom"
 
-#: Flags of every pattern, built-in or custom (a custom pattern may opt out with `(?-i:...)`).
-PATTERN_FLAGS = re.IGNORECASE
+#: Characters of content always scanned (1 MiB of characters), whatever the configuration:
+#: an attacker must not be able to hide a payload behind padding. A larger
+#: `pattern_max_content_length` scans further; content past the bound is not scanned.
+MIN_SCAN_LENGTH = 1 << 20
+#: Memory RE2 may use for one pattern (larger custom patterns are refused).
+PATTERN_MAX_MEM = 8 << 20
+
+
+def _options(max_mem: int) -> re2.Options:
+    """Every pattern is case-insensitive (a custom one may opt out with `(?-i:...)`)."""
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False
+    options.max_mem = max_mem
+    return options
+
 
 # Shell commands that are also English words: flagged only when followed by something that
 # looks like an argument (a flag, a path, a quote, a variable, a digit) or by the end.
@@ -50,8 +67,8 @@ _URL_HOST = r"(?:https?|ftps?|gopher|dict|ldap|tftp|sftp|smb)://(?:[^\s/@]{1,100
 _BUILTIN_SOURCES: tuple[tuple[str, str], ...] = (
     # -- cross-site scripting --------------------------------------------------------
     (XSS, r"<\s*/?\s*script\b"),
-    (XSS, r"\b(?:java|vb|live)script\s*:(?=\S)"),
-    (XSS, r"<[a-z][^<>]{0,2000}?[\s/\"']on[a-z]{3,30}\s*="),
+    (XSS, r"\b(?:java|vb|live)script\s*:\S"),
+    (XSS, r"<[a-z][^<>]*[\s/\"']on[a-z]{3,30}\s*="),
     (XSS, r"<\s*(?:iframe|frame|frameset|object|embed|applet|base)\b"),
     (XSS, r"<\s*meta\b[^<>]{0,500}?http-equiv\s*=\s*['\"]?refresh"),
     (XSS, r"\bdata\s*:\s*(?:text/html|application/(?:x-)?javascript|image/svg\+xml)\s*[;,]"),
@@ -71,7 +88,7 @@ _BUILTIN_SOURCES: tuple[tuple[str, str], ...] = (
         rf"\bunion{_SQL_GAP}(?:all{_SQL_GAP}|distinct{_SQL_GAP})?select{_SQL_GAP}"
         r"(?:null\b|\d|\*|@@|['\"(]|[\w.`]{1,64}\s*(?:,|\bfrom\b))",
     ),
-    (SQLI, r"\bselect\b[^;]{0,200}?\bfrom\b[^;]{0,50}?\b(?:information_schema|sysobjects|pg_)"),
+    (SQLI, r"\bselect\b[^;]*?\bfrom\b[^;]{0,50}?\b(?:information_schema|sysobjects|pg_)"),
     (SQLI, r"\binformation_schema\s*\.\s*(?:tables|columns|schemata)\b"),
     (SQLI, r";\s*(?:drop|truncate|alter|create)\s+(?:table|database|schema|user)\b"),
     (SQLI, r";\s*(?:delete\s+from|insert\s+into|update\s+[\w.`\"\[\]]{1,100}\s+set)\b"),
@@ -93,7 +110,7 @@ _BUILTIN_SOURCES: tuple[tuple[str, str], ...] = (
     # -- remote file inclusion -----------------------------------------------------------
     (
         RFI,
-        r"=\s*(?:https?|ftps?|smb)://[^\s&?#]{1,2000}\."
+        r"=\s*(?:https?|ftps?|smb)://[^\s&?#]+\."
         r"(?:txt|php\d?|phtml|inc|sh|pl|py|jsp|aspx?|cgi)(?:\?|%00|%3f)",
     ),
     (RFI, r"\b(?:include|require)(?:_once)?\s*\(?\s*['\"]?\s*(?:https?|ftps?)://"),
@@ -126,14 +143,14 @@ _BUILTIN_SOURCES: tuple[tuple[str, str], ...] = (
     # -- server-side template and expression-language injection --------------------------
     (
         TEMPLATE_INJECTION,
-        r"\{\{(?=[^{}]{0,500}?(?:\d\s*[*+/]\s*\d|__\w{1,30}__|\bconfig\b|\brequest\b|\bself\b"
-        r"|\bcycler\b|\bjoiner\b|\blipsum\b|\|\s*attr\b|\bconstructor\b|\bprocess\b))"
-        r"[^{}]{0,500}\}\}",
+        r"\{\{[^{}]*(?:\d\s*[*+/]\s*\d|__\w{1,30}__|\bconfig\b|\brequest\b|\bself\b"
+        r"|\bcycler\b|\bjoiner\b|\blipsum\b|\|\s*attr\b|\bconstructor\b|\bprocess\b)"
+        r"[^{}]*\}\}",
     ),
     (
         TEMPLATE_INJECTION,
-        r"[$#@]\{(?=[^{}]{0,500}?(?:\d\s*[*+/]\s*\d|\bT\s*\(|getClass|\bRuntime\b|\.exec\b"
-        r"|__\w{1,30}__|\bclass\b))[^{}]{0,500}\}",
+        r"[$#@]\{[^{}]*(?:\d\s*[*+/]\s*\d|\bT\s*\(|getClass|\bRuntime\b|\.exec\b"
+        r"|__\w{1,30}__|\bclass\b)[^{}]*\}",
     ),
     (TEMPLATE_INJECTION, r"\$\{[^{}]{0,100}?\bjndi\s*:"),
     (TEMPLATE_INJECTION, r"<%=?[^%]{0,500}?%>"),
@@ -148,7 +165,11 @@ class AttackPattern:
 
     pattern: str
     category: str
-    regex: re.Pattern[str]
+    regex: re2._Regexp[str]
+
+    def matches(self, text: str) -> bool:
+        """Whether the pattern matches anywhere in `text` (lone surrogates included)."""
+        return self.regex.search(_encode(text)) is not None
 
 
 @dataclass(frozen=True)
@@ -168,7 +189,7 @@ class PatternList:
 
 
 BUILTIN_PATTERNS: tuple[AttackPattern, ...] = tuple(
-    AttackPattern(pattern, category, re.compile(pattern, PATTERN_FLAGS))
+    AttackPattern(pattern, category, re2.compile(pattern, _options(PATTERN_MAX_MEM)))
     for category, pattern in _BUILTIN_SOURCES
 )
 #: Category names of the built-in patterns.
@@ -188,25 +209,98 @@ def validate_pattern_text(pattern: object) -> str:
     return pattern
 
 
-def compile_custom(pattern: object) -> re.Pattern[str]:
-    """Validate and compile a custom pattern; an invalid regex raises ValueError."""
+def _unsupported_feature(reason: str, text: str) -> str | None:
+    """The RE2-unsupported feature an RE2 error `reason` is about, if any."""
+    if any(f"perl operator: {marker}" in reason for marker in ("(?=", "(?!", "(?<=", "(?<!")):
+        return "look-around ((?=...), (?!...), (?<=...), (?<!...))"
+    backreference = any(f"escape sequence: \\{digit}" in reason for digit in "123456789")
+    if backreference or ("perl operator: (?P" in reason and "(?P=" in text):
+        return "a backreference (\\1, (?P=name))"
+    return None
+
+
+def compile_custom(pattern: object) -> re2._Regexp[str]:
+    """Validate and compile a custom pattern with RE2; ValueError if RE2 cannot take it
+    (invalid, too large, or using backreferences or look-around)."""
     text = validate_pattern_text(pattern)
     try:
-        return re.compile(text, PATTERN_FLAGS)
-    except (re.error, RecursionError, OverflowError) as exc:
-        # RecursionError: deeply nested groups; OverflowError: a huge repetition count
+        return re2.compile(text, _options(PATTERN_MAX_MEM))
+    except re2.error as exc:
         shown = text if len(text) <= 80 else text[:80] + "..."
-        raise ValueError(f"invalid regular expression {shown!r}: {exc}") from None
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args else "rejected"
+        feature = _unsupported_feature(reason, text)
+        if feature is not None:
+            raise ValueError(
+                f"regular expression {shown!r} uses {feature}, which patterns do not "
+                "support: they run on RE2, in time linear in the content"
+            ) from None
+        raise ValueError(f"invalid regular expression {shown!r}: {reason} (RE2 syntax)") from None
+
+
+def scan_length(max_length: int) -> int:
+    """Characters scanned for a configured `pattern_max_content_length`."""
+    return max(max_length, MIN_SCAN_LENGTH)
+
+
+def _encode(text: str) -> bytes:
+    # lone surrogates pass as bytes that are no valid UTF-8: they match no literal
+    return text.encode("utf-8", "surrogatepass")
+
+
+class _PatternSet:
+    """Built-in patterns and some custom ones in one RE2 filter: a single pass over the
+    content with a set of the literal pieces every pattern needs (its atoms), then each
+    pattern whose atoms were all seen (or that has none) is run on its own to confirm.
+
+    A plain RE2 set of the whole patterns is faster on clean content but took seconds per
+    MiB of content dense with attack fragments, with its memory growing to its bound; the
+    filter stays within tens of milliseconds per MiB (see benchmarks/bench_patterns.py).
+    """
+
+    def __init__(self, custom: Sequence[AttackPattern]) -> None:
+        self.patterns = BUILTIN_PATTERNS + tuple(custom)
+        self._filter: re2.Filter | None = re2.Filter()
+        try:
+            for item in self.patterns:
+                self._filter.Add(item.pattern, _options(PATTERN_MAX_MEM))
+            self._filter.Compile()
+        except re2.error:  # not expected: each pattern compiled alone; search them one by one
+            self._filter = None
+
+    def scan(self, data: bytes) -> tuple[PatternMatch, ...]:
+        if self._filter is None:
+            hits = [i for i, item in enumerate(self.patterns) if item.regex.search(data)]
+        else:
+            hits = sorted(self._filter.Match(data) or ())
+        return tuple(
+            PatternMatch(self.patterns[i].pattern, self.patterns[i].category) for i in hits
+        )
+
+
+_SETS: dict[tuple[str, ...], _PatternSet] = {}
+_SETS_LOCK = threading.Lock()
+_SETS_KEPT = 16
+
+
+def _pattern_set(custom: Sequence[AttackPattern]) -> _PatternSet:
+    key = tuple(p.pattern for p in custom)
+    found = _SETS.get(key)
+    if found is None:
+        found = _PatternSet(custom)
+        with _SETS_LOCK:
+            if len(_SETS) >= _SETS_KEPT:
+                _SETS.clear()
+            _SETS[key] = found
+    return found
 
 
 def scan(
     content: str, custom: Iterable[AttackPattern], max_length: int
 ) -> tuple[PatternMatch, ...]:
-    """The patterns (built-in first, then `custom`) matching the first `max_length` chars."""
-    text = content[:max_length]
-    found = [PatternMatch(p.pattern, p.category) for p in BUILTIN_PATTERNS if p.regex.search(text)]
-    found.extend(PatternMatch(p.pattern, p.category) for p in custom if p.regex.search(text))
-    return tuple(found)
+    """The patterns (built-in first, then `custom`) matching the first
+    `scan_length(max_length)` characters of `content`, found in one pass over the content."""
+    data = _encode(content[: scan_length(max_length)])
+    return _pattern_set(tuple(custom)).scan(data)
 
 
 def encode_pattern_list(patterns: Iterable[str]) -> str:
@@ -250,7 +344,7 @@ class CustomPatternCache:
         # pattern -> True (added here) / False (removed here), not yet written to Redis
         self._pending: dict[str, bool] = {}
         self._added_here: set[str] = set()
-        self._compiled: dict[str, re.Pattern[str]] = {}
+        self._compiled: dict[str, re2._Regexp[str]] = {}
         self._invalid: set[str] = set()
         self._generation = 0
         self._active: tuple[AttackPattern, ...] = ()
@@ -303,7 +397,7 @@ class CustomPatternCache:
         wanted = set(patterns)
         with self._lock:
             known = set(self._compiled) | self._invalid
-        compiled: dict[str, re.Pattern[str]] = {}
+        compiled: dict[str, re2._Regexp[str]] = {}
         invalid: list[str] = []
         for pattern in wanted - known:
             try:
@@ -321,7 +415,7 @@ class CustomPatternCache:
             self._rebuild()
         return tuple(sorted(invalid))
 
-    def add(self, pattern: str, regex: re.Pattern[str], *, shared: bool) -> None:
+    def add(self, pattern: str, regex: re2._Regexp[str], *, shared: bool) -> None:
         """Record an addition made here; `shared`: Redis took it."""
         with self._lock:
             self._generation += 1

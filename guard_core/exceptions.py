@@ -21,3 +21,9 @@ class GuardRedisError(GuardCoreError):
 
 class RedisUnavailableError(GuardRedisError):
     """Redis is known to be down (circuit breaker open): failed fast, without network I/O."""
+
+
+class UnsupportedBackendError(GuardCoreError, RuntimeError):
+    """Redis was asked for under an async library it cannot run on (redis.asyncio needs
+    asyncio; under trio, use `enable_redis=False`). Raised before any connection attempt, so
+    no Redis outage is recorded or reported."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import httpx
 
 from guard_core.exceptions import GuardRedisError
+from guard_core.logs import get_logger
 from guard_core.models import GuardHealth, SecurityConfig
 from guard_core.redaction import redact_url
 
@@ -41,7 +41,7 @@ class Guard:
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.config = config
-        self.logger = logging.getLogger("guard_core.guard")
+        self.logger = get_logger("guard")
         self.redis = RedisManager(config, client_factory=client_factory)
         #: Storage shared by every subsystem: typed operations and the outage journal.
         self.store = StateStore.of(config, self.redis)
@@ -53,7 +53,12 @@ class Guard:
         self.behavior = BehaviorTracker(config, self.redis)
 
     async def start(self) -> None:
-        """Connect to Redis when enabled; never raises for an unreachable Redis."""
+        """Connect to Redis when enabled; never raises for an unreachable Redis.
+
+        In the async face under trio, with Redis enabled, it raises
+        `UnsupportedBackendError` (redis.asyncio needs asyncio); `enable_redis=False` works
+        under trio.
+        """
         if not self.config.enable_redis:
             self.logger.info("Redis disabled: subsystems keep their state in memory")
             return

@@ -119,8 +119,9 @@ class SecurityConfig:
     cloud_ip_urls: Mapping[str, str] = field(default_factory=dict)
 
     # -- suspicious patterns ------------------------------------------------------------
-    #: Characters of each request part scanned for attack patterns.
-    pattern_max_content_length: int = 10_000
+    #: Characters of each request part scanned for attack patterns (1 MiB at least: a
+    #: smaller value is raised to 1,048,576, so a payload cannot hide behind padding).
+    pattern_max_content_length: int = 1_048_576
 
     # -- behaviour tracking -------------------------------------------------------------
     #: (endpoint, client) pairs tracked in memory when Redis is unavailable.

@@ -15,6 +15,8 @@ from contextlib import AbstractContextManager, nullcontext, suppress
 
 import anyio
 
+from guard_core.exceptions import UnsupportedBackendError
+
 logger = logging.getLogger("guard_core.background")
 
 
@@ -132,3 +134,21 @@ class Ticker:
                 tick()
             except Exception:
                 logger.exception("Background tick failed; trying again in %.1f s", interval)
+
+
+def async_require_asyncio() -> None:
+    """Raise `UnsupportedBackendError` unless an asyncio event loop runs this task:
+    redis.asyncio runs on asyncio only (anyio's trio backend has no asyncio loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise UnsupportedBackendError(
+            "Redis needs the asyncio backend: redis.asyncio runs on asyncio only, and no "
+            "asyncio event loop runs here (trio?). Run the app on asyncio, or set "
+            "enable_redis=False, which works under trio (state then stays in memory, per "
+            "instance)."
+        ) from None
+
+
+def require_asyncio() -> None:
+    """Threads need no event loop: nothing to check."""

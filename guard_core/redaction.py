@@ -65,3 +65,18 @@ class Redactor:
         for secret in self._secrets:
             text = text.replace(secret, MASK)
         return text
+
+
+# -- control characters ---------------------------------------------------------------------
+
+
+def escape_control(text: str) -> str:
+    """`text` with every character that is not printable shown as an escape (`\\r`, `\\n`,
+    `\\t`, `\\x1b`, `\\u2028`...), so that a value written into a log line or an event (a ban
+    reason, an identifier, a pattern, an error message) cannot start a forged line or hide
+    text. Printable text, backslashes included, is returned as it is."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )

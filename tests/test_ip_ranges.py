@@ -223,7 +223,7 @@ def test_table_matches_brute_force_at_ten_thousand_ranges() -> None:
         plen = rng.randint(12, 28)
         nets.append(IPv4Network((rng.getrandbits(32), plen), strict=False))
     table = IPRangeTable(nets)
-    probes = [IPv4Address(rng.getrandbits(32)) for _ in range(300)]
+    probes: list[IPv4Address | IPv6Address] = [IPv4Address(rng.getrandbits(32)) for _ in range(300)]
     probes += [n.network_address for n in nets[:100]] + [n.broadcast_address for n in nets[:100]]
     for address in probes:
         assert table.contains(address) == any(address in n for n in nets), address

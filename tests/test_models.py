@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,9 @@ def test_defaults_match_the_seed() -> None:
         ),
     ],
 )
-def test_invalid_fields_raise_value_error_naming_the_field(fields: dict, named: str) -> None:
+def test_invalid_fields_raise_value_error_naming_the_field(
+    fields: dict[str, Any], named: str
+) -> None:
     with pytest.raises(ValueError, match=named):
         SecurityConfig(**fields)
 
@@ -81,7 +84,8 @@ def test_guard_redis_error_matches_the_seed_and_is_one_class_for_both_faces() ->
     assert "503" in str(error)
     assert guard_core.GuardRedisError is guard_core_sync.GuardRedisError
     assert guard_core.SecurityConfig is guard_core_sync.SecurityConfig
-    assert guard_core.RedisManager is not guard_core_sync.RedisManager
+    async_manager: object = guard_core.RedisManager
+    assert async_manager is not guard_core_sync.RedisManager
 
 
 def test_event_defaults() -> None:

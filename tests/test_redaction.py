@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guard_core.redaction import Redactor, redact_url, url_secrets
+from guard_core.redaction import Redactor, escape_control, redact_url, url_secrets
 
 
 @pytest.mark.parametrize(
@@ -29,3 +29,24 @@ def test_redactor_scrubs_raw_and_percent_decoded_secrets() -> None:
     assert "p@ss:word" not in text
     assert "p%40ss%3Aword" not in text
     assert Redactor.for_url("redis://h:1").scrub("nothing to hide") == "nothing to hide"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain text, C:\\path", "plain text, C:\\path"),
+        ("xss\r\nCRITICAL forged", "xss\\r\\nCRITICAL forged"),
+        ("tab\there", "tab\\there"),
+        ("nul\x00 esc\x1b[31m del\x7f", "nul\\x00 esc\\x1b[31m del\\x7f"),
+        ("c1\x85 ls\u2028 ps\u2029 nbsp\xa0", "c1\\x85 ls\\u2028 ps\\u2029 nbsp\\xa0"),
+        ("bidi\u202egnp.exe", "bidi\\u202egnp.exe"),
+        ("lone\ud800", "lone\\ud800"),
+        ("café 漢字 😀", "café 漢字 😀"),
+        ("", ""),
+    ],
+)
+def test_escape_control(text: str, expected: str) -> None:
+    assert escape_control(text) == expected
+    assert escape_control(expected) == expected  # escaped text stays as it is
+    assert "\n" not in escape_control(text) and "\r" not in escape_control(text)
+    escape_control(text).encode("utf-8")  # no lone surrogate left to break a log handler

@@ -9,7 +9,6 @@ keeps the ranges in memory only.
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -29,6 +28,7 @@ from guard_core.ip_ranges import (
     find_azure_json_url,
 )
 from guard_core.ip_utils import IPAddress, parse_ip
+from guard_core.logs import get_logger
 from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable
 from guard_core.primitives import AsyncLock
@@ -88,7 +88,7 @@ class CloudManager:
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.config = config
-        self.logger = logging.getLogger("guard_core.cloud")
+        self.logger = get_logger("cloud")
         self._store = StateStore.of(config, redis_handler)
         self._http_client = http_client
         self._providers = tuple(check_provider(name) for name in config.cloud_providers)

@@ -20,13 +20,13 @@ The configuration lives in memory and, as one JSON document, at
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from guard_core.journal import Change
+from guard_core.logs import get_logger
 from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable, Written
 from guard_core.primitives import AsyncLock
@@ -61,7 +61,7 @@ class SecurityHeadersManager:
     ) -> None:
         self.config = config
         self.redis_handler = redis_handler
-        self.logger = logging.getLogger("guard_core.security_headers")
+        self.logger = get_logger("security_headers")
         self._clock = clock
         self._shared = (
             redis_handler is not None and config.enable_redis and redis_handler.config.enable_redis

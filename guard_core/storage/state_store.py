@@ -22,7 +22,6 @@ Redis layout written here (`{prefix}` omitted; see the README for Cluster mode):
 from __future__ import annotations
 
 import json
-import logging
 import math
 import threading
 import time
@@ -36,6 +35,7 @@ from guard_core.ban_store import BanRecord
 from guard_core.exceptions import GuardRedisError
 from guard_core.ip_utils import parse_network
 from guard_core.journal import Change, Journal
+from guard_core.logs import get_logger
 from guard_core.lua_scripts import (
     BAN_WRITE,
     DOCUMENT_WRITE,
@@ -95,7 +95,7 @@ class StateStore:
 
     def __init__(self, config: SecurityConfig, redis: RedisManager | None) -> None:
         self.config = config
-        self.logger = logging.getLogger("guard_core.store")
+        self.logger = get_logger("store")
         self._redis = redis
         self.journal = Journal()
         self._schedule = WriteBackSchedule(config.redis_state_refresh_interval)

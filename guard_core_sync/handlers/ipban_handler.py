@@ -4,18 +4,18 @@
 
 Policy only: what a ban is, who may be banned, and how local and shared knowledge combine.
 Storage (the Redis layout, the network-ban index, writing back after an outage) lives in
-`guard_core_sync.storage`. Addresses are canonical (`::ffff:1.2.3.4` is `1.2.3.4`).
+`guard_core.storage`. Addresses are canonical (`::ffff:1.2.3.4` is `1.2.3.4`).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 
 from guard_core.ban_store import BanRecord, MemoryBanStore
 from guard_core.ip_utils import IPAddress, IPNetwork, is_loopback, parse_ip, parse_network
 from guard_core.journal import Change
 from guard_core.keys import validate_ttl
+from guard_core.logs import get_logger
 from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable, Written
 
@@ -45,7 +45,7 @@ class IPBanManager:
 
     def __init__(self, config: SecurityConfig, redis_handler: RedisManager | None = None) -> None:
         self.config = config
-        self.logger = logging.getLogger("guard_core.ip_ban")
+        self.logger = get_logger("ip_ban")
         self._store = StateStore.of(config, redis_handler)
         self._memory = MemoryBanStore(config.ip_ban_max_entries)
         self._store.subscribe(BAN, self._written_back)

@@ -8,7 +8,6 @@ error wrapping and events live here and nowhere else.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Callable, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -22,10 +21,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from guard_core.circuit_breaker import Admission, BreakerState, CircuitBreaker
 from guard_core.exceptions import GuardRedisError, RedisUnavailableError
 from guard_core.keys import build_key, build_pattern, validate_ttl, validate_value
+from guard_core.logs import get_logger
 from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig, SecurityEvent
-from guard_core.primitives import Lock, cancel_shield
-from guard_core.redaction import Redactor, redact_url
+from guard_core.primitives import Lock, cancel_shield, require_asyncio
+from guard_core.redaction import Redactor, escape_control, redact_url
 
 from .redis_client import build_client
 
@@ -58,7 +58,7 @@ class RedisManager:
         client_factory: Callable[[SecurityConfig], Redis] | None = None,
     ) -> None:
         self.config = config
-        self.logger = logging.getLogger("guard_core.redis")
+        self.logger = get_logger("redis")
         self.agent_handler = None
         self._client_factory = client_factory or self._build_client
         self._redis: Redis | None = None
@@ -84,6 +84,7 @@ class RedisManager:
         if self._closed or not self.config.enable_redis:
             self._redis = None
             return
+        require_asyncio()  # before any attempt: a wrong backend is no Redis outage
         failures_before = self._breaker.failures
         failure: Exception | None = None
         with self._connection_lock:
@@ -160,6 +161,7 @@ class RedisManager:
                 error_type="connection_closed",
             )
             raise GuardRedisError(503, "Redis connection closed")
+        require_asyncio()
         admission = self._breaker.admit()
         if admission is Admission.REJECT:
             raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
@@ -198,12 +200,15 @@ class RedisManager:
         """Return `func(conn, *args, **kwargs)` awaited; failures become `GuardRedisError(503)`."""
         if not self.config.enable_redis:
             return None
+        require_asyncio()  # outside the try: not a Redis failure
         try:
             with self.get_connection() as conn:
                 return func(conn, *args, **kwargs)
         except Exception as exc:
             if isinstance(exc, RedisUnavailableError):
                 raise  # failing fast: the breaker's transition was logged and reported once
+            if isinstance(exc, GuardRedisError) and self._closed:
+                raise  # "Redis connection closed", reported by get_connection()
             reason = self._describe(exc)
             if not isinstance(exc, GuardRedisError):
                 self.logger.error("Redis operation failed: %s", reason)
@@ -409,7 +414,7 @@ class RedisManager:
             )
 
     def _describe(self, exc: BaseException) -> str:
-        return self._redactor.scrub(f"{type(exc).__name__}: {exc}")
+        return escape_control(self._redactor.scrub(f"{type(exc).__name__}: {exc}"))
 
     def _record_failure(self, reason: str) -> None:
         if self._breaker.failed(reason):
@@ -454,9 +459,11 @@ class RedisManager:
         event = SecurityEvent(
             event_type=event_type,
             action_taken=action_taken,
-            reason=self._redactor.scrub(reason),
+            reason=escape_control(self._redactor.scrub(reason)),
             metadata={
-                name: self._redactor.scrub(value) if isinstance(value, str) else value
+                name: escape_control(self._redactor.scrub(value))
+                if isinstance(value, str)
+                else value
                 for name, value in metadata.items()
             },
         )

@@ -3,15 +3,13 @@
 """`SusPatternsManager`: built-in attack patterns plus custom ones shared through Redis.
 
 Policy only: which patterns apply and how content is scanned. The custom patterns are kept
-in Redis by `guard_core_sync.storage` (a sorted JSON array at `patterns:custom`, changed one
+in Redis by `guard_core.storage` (a sorted JSON array at `patterns:custom`, changed one
 pattern at a time by a Lua script, later change wins). Each instance caches the list
 (compiled) and re-reads it at most every `redis_state_refresh_interval` seconds, so
 `detect()` reaches Redis at most once per interval.
 """
 
 from __future__ import annotations
-
-import logging
 
 from guard_core.attack_patterns import (
     BUILTIN_PATTERNS,
@@ -24,6 +22,7 @@ from guard_core.attack_patterns import (
     validate_pattern_text,
 )
 from guard_core.journal import Change
+from guard_core.logs import get_logger
 from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable, Written
 from guard_core.refresh import RefreshClaim
@@ -46,7 +45,7 @@ class SusPatternsManager:
 
     def __init__(self, config: SecurityConfig, redis_handler: RedisManager | None = None) -> None:
         self.config = config
-        self.logger = logging.getLogger("guard_core.patterns")
+        self.logger = get_logger("patterns")
         self._store = StateStore.of(config, redis_handler)
         self._cache = CustomPatternCache()
         self._malformed_reported = False
@@ -75,8 +74,9 @@ class SusPatternsManager:
         )
 
     def detect(self, content: str) -> tuple[PatternMatch, ...]:
-        """The patterns matching the first `pattern_max_content_length` characters of
-        `content` (built-in first, then custom), each with its category.
+        """The patterns matching the first `scan_length(pattern_max_content_length)`
+        characters of `content` (at least 1 MiB; built-in first, then custom), each with
+        its category.
         """
         if not isinstance(content, str):
             raise TypeError(f"content must be a str, not {type(content).__name__}")

@@ -83,7 +83,8 @@ async def wait_until_shared(guard: Guard) -> None:
         if (await guard.health()).status == "redis":
             return
         await async_sleep(0.025)
-    raise AssertionError(f"never returned to shared mode: {await guard.health()}")
+    health = await guard.health()
+    raise AssertionError(f"never returned to shared mode: {health}")
 
 
 async def assert_state_is_shared_again(guard: Guard, observer: Guard) -> None:

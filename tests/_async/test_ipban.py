@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -104,7 +105,9 @@ async def test_loopback_is_refused_with_a_warning(
         (("192.0.2.1", True), TypeError),
     ],
 )
-async def test_invalid_ban_arguments(state_env: StateEnv, args: tuple, error: type) -> None:
+async def test_invalid_ban_arguments(
+    state_env: StateEnv, args: tuple[Any, ...], error: type[Exception]
+) -> None:
     bans = IPBanManager(state_env.config, state_env.redis)
     with pytest.raises(error):
         await bans.ban_ip(*args)

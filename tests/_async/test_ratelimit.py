@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from guard_core.handlers.behavior_handler import BehaviorTracker
@@ -102,7 +104,7 @@ async def test_concurrent_callers_admit_exactly_the_limit(state_env: StateEnv) -
 
 async def test_bad_arguments(state_env: StateEnv) -> None:
     limiter = RateLimitManager(state_env.config, state_env.redis)
-    for kwargs, error in [
+    cases: list[tuple[dict[str, Any], type[Exception]]] = [
         ({"identifier": ""}, ValueError),
         ({"identifier": None}, TypeError),
         ({"identifier": "x", "endpoint": 5}, TypeError),
@@ -111,10 +113,11 @@ async def test_bad_arguments(state_env: StateEnv) -> None:
         ({"identifier": "x", "window": 0}, ValueError),
         ({"identifier": "x", "window": float("inf")}, ValueError),
         ({"identifier": "x", "window": "60"}, TypeError),
-    ]:
+    ]
+    for kwargs, error in cases:
         identifier = kwargs.pop("identifier")
         with pytest.raises(error):
-            await limiter.check(identifier, **kwargs)  # type: ignore[arg-type]
+            await limiter.check(identifier, **kwargs)
 
 
 async def test_no_redis_manager_at_all() -> None:

@@ -115,12 +115,17 @@ async def test_close_emits_event_and_later_operations_raise_503(manager: RedisMa
         lambda: manager.delete("ns", "k"),
         lambda: manager.keys("*"),
         lambda: manager.delete_pattern("*"),
+        lambda: manager.get_many("ns", ["k"]),
+        lambda: manager.set_many("ns", {"k": ("v", None)}),
     ):
+        sent = len(agent.events)
         with pytest.raises(GuardRedisError) as raised:
             await call()
-        assert raised.value.status_code == 503
+        assert (raised.value.status_code, raised.value.detail) == (503, "Redis connection closed")
+        # one event, saying what happened (not a generic "operation failed")
+        assert [e.metadata["error_type"] for e in agent.events[sent:]] == ["connection_closed"]
     await manager.initialize()  # closed stays closed
-    with pytest.raises(GuardRedisError):
+    with pytest.raises(GuardRedisError, match="Redis connection closed"):
         await manager.get_key("ns", "k")
 
 
@@ -231,6 +236,23 @@ async def test_glob_characters_in_prefix_never_reach_another_app(
     assert await ours.delete_pattern("*") == 1
     assert sorted(await other.keys("*") or []) == [f"{theirs}ns:k", f"{theirs}ns:k2"]
     assert backend.inspect.get(f"{theirs}ns:k") == "theirs"
+
+
+async def test_nested_prefixes_share_keys_as_the_readme_warns(
+    make_manager: Callable[..., RedisManager], backend: Backend
+) -> None:
+    """`myapp:` and `myapp:staging:` are not isolated: the layout makes the second's keys
+    keys of the first (the README's warning). Sibling prefixes are."""
+    outer = make_manager(redis_prefix="myapp:")
+    nested = make_manager(redis_prefix="myapp:staging:")
+    sibling = make_manager(redis_prefix="myapp-staging:")
+    await nested.set_key("banned_ips", "1.2.3.4", "1")
+    await sibling.set_key("banned_ips", "1.2.3.4", "1")
+    assert await outer.keys("*") == ["myapp:staging:banned_ips:1.2.3.4"]
+    assert await outer.get_key("staging", "banned_ips:1.2.3.4") == "1"
+    assert await outer.delete_pattern("*") == 1
+    assert await nested.get_key("banned_ips", "1.2.3.4") is None
+    assert await sibling.get_key("banned_ips", "1.2.3.4") == "1"
 
 
 # -- disabled mode -------------------------------------------------------------------------
@@ -348,6 +370,32 @@ async def test_recovers_by_itself_and_warns_once_per_state_change(
 
 
 # -- events --------------------------------------------------------------------------------
+
+
+async def test_control_characters_are_escaped_in_events_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An error text carrying CR/LF (say, a reply echoing client data) cannot write a forged
+    line into the log or an event."""
+    forged = "refused\r\nCRITICAL guard_core.guard: forged\x1b[0m"
+
+    def factory(config: SecurityConfig) -> Any:
+        raise ConnectionError(forged)
+
+    manager = RedisManager(SecurityConfig(redis_url="redis://127.0.0.1:1"), client_factory=factory)
+    agent = AsyncRecordingAgent()
+    await manager.initialize_agent(agent)
+    caplog.set_level(logging.DEBUG, logger="guard_core.redis")
+    with pytest.raises(GuardRedisError):
+        await manager.initialize()
+    shown = "refused\\r\\nCRITICAL guard_core.guard: forged\\x1b[0m"
+    texts = [event.reason for event in agent.events]
+    texts += [v for event in agent.events for v in event.metadata.values() if isinstance(v, str)]
+    texts += [record.getMessage() for record in caplog.records]
+    assert any(shown in text for text in texts)
+    assert sum(shown in record.getMessage() for record in caplog.records) >= 1
+    for text in texts:
+        assert text.isprintable(), text
 
 
 async def test_failing_agent_never_breaks_an_operation(

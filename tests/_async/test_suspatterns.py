@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from guard_core.attack_patterns import BUILTIN_CATEGORIES, PatternMatch
+from guard_core.attack_patterns import BUILTIN_CATEGORIES, MIN_SCAN_LENGTH, PatternMatch
 from guard_core.handlers.redis_handler import RedisManager
 from guard_core.handlers.suspatterns_handler import SusPatternsManager
 from guard_core.models import SecurityConfig
@@ -117,7 +117,7 @@ async def test_custom_patterns_are_stored_in_redis(state_env: StateEnv) -> None:
 
 async def test_bad_input_raises_before_touching_redis(state_env: StateEnv) -> None:
     patterns = SusPatternsManager(state_env.config, state_env.redis)
-    with pytest.raises(ValueError, match="missing \\), unterminated subpattern"):
+    with pytest.raises(ValueError, match=r"invalid regular expression .*missing \)"):
         await patterns.add_pattern("(unclosed")
     with pytest.raises(ValueError, match="empty"):
         await patterns.add_pattern("")
@@ -140,14 +140,43 @@ async def test_bad_input_raises_before_touching_redis(state_env: StateEnv) -> No
 
 
 async def test_content_length_limit(state_env: StateEnv) -> None:
-    config = dataclasses.replace(state_env.config, pattern_max_content_length=40)
+    limit = MIN_SCAN_LENGTH + 40
+    config = dataclasses.replace(state_env.config, pattern_max_content_length=limit)
     patterns = SusPatternsManager(config, state_env.redis)
     await patterns.add_pattern("needle")
-    padding = "x" * 40
+    padding = "x" * limit
     assert await patterns.detect(padding + "<script>alert(1)</script> needle") == ()
-    assert await patterns.detect("x" * 36 + "needle") == ()  # cut in the middle of the match
-    assert await patterns.detect("x" * 34 + "needle") == (PatternMatch("needle", "custom"),)
+    assert await patterns.detect(padding[:-4] + "needle") == ()  # cut in the middle
+    assert await patterns.detect(padding[:-6] + "needle") == (PatternMatch("needle", "custom"),)
     assert "xss" in categories(await patterns.detect("<script>alert(1)</script>" + padding))
+
+
+@pytest.mark.parametrize("configured", [None, 40])
+async def test_payload_behind_padding_is_found(state_env: StateEnv, configured: int | None) -> None:
+    """Content is scanned up to at least 1 MiB whatever the configuration: a payload after
+    the first 10,000 characters used to pass unseen."""
+    config = state_env.config
+    if configured is not None:
+        config = dataclasses.replace(config, pattern_max_content_length=configured)
+    patterns = SusPatternsManager(config, state_env.redis)
+    await patterns.add_pattern("needle")
+    found = await patterns.detect("a" * 10_000 + "<script>alert(1)</script>")
+    assert "xss" in categories(found)
+    tail = await patterns.detect("é" * (MIN_SCAN_LENGTH - 6) + "needle")
+    assert tail == (PatternMatch("needle", "custom"),)
+    assert await patterns.detect("é" * MIN_SCAN_LENGTH + "<script> needle") == ()
+
+
+async def test_patterns_the_matcher_cannot_take_are_refused(state_env: StateEnv) -> None:
+    patterns = SusPatternsManager(state_env.config, state_env.redis)
+    for pattern, feature in [(r"(\w)\1", "backreference"), ("(?<=a)b", "look-around")]:
+        with pytest.raises(ValueError, match=f"uses (a )?{feature}"):
+            await patterns.add_pattern(pattern)
+    assert (await patterns.get_patterns()).custom == ()
+    await patterns.add_pattern("(a+)+$")  # linear under RE2: accepted and cheap
+    found = await patterns.detect("a" * 100_000 + "!")
+    assert found == ()
+    assert await patterns.detect("aaa") == (PatternMatch("(a+)+$", "custom"),)
 
 
 async def test_no_redis_manager_at_all() -> None:

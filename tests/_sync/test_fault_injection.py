@@ -85,7 +85,8 @@ def wait_until_shared(guard: Guard) -> None:
         if (guard.health()).status == "redis":
             return
         sleep(0.025)
-    raise AssertionError(f"never returned to shared mode: {guard.health()}")
+    health = guard.health()
+    raise AssertionError(f"never returned to shared mode: {health}")
 
 
 def assert_state_is_shared_again(guard: Guard, observer: Guard) -> None:

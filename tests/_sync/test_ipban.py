@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -106,7 +107,9 @@ def test_loopback_is_refused_with_a_warning(
         (("192.0.2.1", True), TypeError),
     ],
 )
-def test_invalid_ban_arguments(state_env: StateEnv, args: tuple, error: type) -> None:
+def test_invalid_ban_arguments(
+    state_env: StateEnv, args: tuple[Any, ...], error: type[Exception]
+) -> None:
     bans = IPBanManager(state_env.config, state_env.redis)
     with pytest.raises(error):
         bans.ban_ip(*args)

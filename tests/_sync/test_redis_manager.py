@@ -117,12 +117,17 @@ def test_close_emits_event_and_later_operations_raise_503(manager: RedisManager)
         lambda: manager.delete("ns", "k"),
         lambda: manager.keys("*"),
         lambda: manager.delete_pattern("*"),
+        lambda: manager.get_many("ns", ["k"]),
+        lambda: manager.set_many("ns", {"k": ("v", None)}),
     ):
+        sent = len(agent.events)
         with pytest.raises(GuardRedisError) as raised:
             call()
-        assert raised.value.status_code == 503
+        assert (raised.value.status_code, raised.value.detail) == (503, "Redis connection closed")
+        # one event, saying what happened (not a generic "operation failed")
+        assert [e.metadata["error_type"] for e in agent.events[sent:]] == ["connection_closed"]
     manager.initialize()  # closed stays closed
-    with pytest.raises(GuardRedisError):
+    with pytest.raises(GuardRedisError, match="Redis connection closed"):
         manager.get_key("ns", "k")
 
 
@@ -233,6 +238,23 @@ def test_glob_characters_in_prefix_never_reach_another_app(
     assert ours.delete_pattern("*") == 1
     assert sorted(other.keys("*") or []) == [f"{theirs}ns:k", f"{theirs}ns:k2"]
     assert backend.inspect.get(f"{theirs}ns:k") == "theirs"
+
+
+def test_nested_prefixes_share_keys_as_the_readme_warns(
+    make_manager: Callable[..., RedisManager], backend: Backend
+) -> None:
+    """`myapp:` and `myapp:staging:` are not isolated: the layout makes the second's keys
+    keys of the first (the README's warning). Sibling prefixes are."""
+    outer = make_manager(redis_prefix="myapp:")
+    nested = make_manager(redis_prefix="myapp:staging:")
+    sibling = make_manager(redis_prefix="myapp-staging:")
+    nested.set_key("banned_ips", "1.2.3.4", "1")
+    sibling.set_key("banned_ips", "1.2.3.4", "1")
+    assert outer.keys("*") == ["myapp:staging:banned_ips:1.2.3.4"]
+    assert outer.get_key("staging", "banned_ips:1.2.3.4") == "1"
+    assert outer.delete_pattern("*") == 1
+    assert nested.get_key("banned_ips", "1.2.3.4") is None
+    assert sibling.get_key("banned_ips", "1.2.3.4") == "1"
 
 
 # -- disabled mode -------------------------------------------------------------------------
@@ -350,6 +372,32 @@ def test_recovers_by_itself_and_warns_once_per_state_change(
 
 
 # -- events --------------------------------------------------------------------------------
+
+
+def test_control_characters_are_escaped_in_events_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An error text carrying CR/LF (say, a reply echoing client data) cannot write a forged
+    line into the log or an event."""
+    forged = "refused\r\nCRITICAL guard_core.guard: forged\x1b[0m"
+
+    def factory(config: SecurityConfig) -> Any:
+        raise ConnectionError(forged)
+
+    manager = RedisManager(SecurityConfig(redis_url="redis://127.0.0.1:1"), client_factory=factory)
+    agent = RecordingAgent()
+    manager.initialize_agent(agent)
+    caplog.set_level(logging.DEBUG, logger="guard_core.redis")
+    with pytest.raises(GuardRedisError):
+        manager.initialize()
+    shown = "refused\\r\\nCRITICAL guard_core.guard: forged\\x1b[0m"
+    texts = [event.reason for event in agent.events]
+    texts += [v for event in agent.events for v in event.metadata.values() if isinstance(v, str)]
+    texts += [record.getMessage() for record in caplog.records]
+    assert any(shown in text for text in texts)
+    assert sum(shown in record.getMessage() for record in caplog.records) >= 1
+    for text in texts:
+        assert text.isprintable(), text
 
 
 def test_failing_agent_never_breaks_an_operation(

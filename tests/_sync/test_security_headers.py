@@ -395,7 +395,7 @@ def test_real_clock_and_short_interval(
     second = SecurityHeadersManager(config, other_redis)
     assert second.get_headers() == DEFAULT_HEADERS
     first.configure(referrer_policy="same-origin")
-    # A blocking pause: the generator has no sleep -> sleep rule, and nothing runs
+    # A blocking pause: the generator has no async_sleep -> sleep rule, and nothing runs
     # concurrently here.
     time.sleep(0.05)
     seen = "same-origin" if state_env.shared else DEFAULT_HEADERS["Referrer-Policy"]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import anyio
 
@@ -12,7 +13,7 @@ ASYNC_WORKERS = 200
 WORKERS = 16
 
 
-async def run_async_workers(count: int, body: Callable[[int], Awaitable[None]]) -> None:
+async def run_async_workers(count: int, body: Callable[[int], Coroutine[Any, Any, None]]) -> None:
     async with anyio.create_task_group() as group:
         for index in range(count):
             group.start_soon(body, index)
