@@ -50,7 +50,12 @@ class Guard:
         self.behavior = BehaviorTracker(config, self.redis)
 
     async def start(self) -> None:
-        """Connect to Redis when enabled; never raises for an unreachable Redis."""
+        """Connect to Redis when enabled; never raises for an unreachable Redis.
+
+        A guard may be started again after `close()` (an application's lifespan running
+        twice, a test client per test): it connects anew.
+        """
+        self.redis.reopen()
         if not self.config.enable_redis:
             self.logger.info("Redis disabled: subsystems keep their state in memory")
             return

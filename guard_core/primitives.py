@@ -6,6 +6,7 @@ twin, so the rewrite from ``guard_core`` to ``guard_core_sync`` stays a plain wo
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -57,3 +58,17 @@ def async_cancel_shield() -> AbstractContextManager[object]:
 def cancel_shield() -> AbstractContextManager[object]:
     """Threads are not cancelled from outside: nothing to shield."""
     return nullcontext()
+
+
+def async_loop_token() -> object:
+    """The running event loop (None outside asyncio): a client made on one loop cannot be
+    used on another, so the async face rebuilds its client when this changes."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def loop_token() -> object:
+    """Threads share one client: nothing to rebuild."""
+    return None

@@ -19,7 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # (source dir, target dir, face-specific paths below the source; None = every file)
 TREES = [
-    ("guard_core", "guard_core_sync", ["__init__.py", "py.typed", "guard.py", "handlers"]),
+    (
+        "guard_core",
+        "guard_core_sync",
+        ["__init__.py", "py.typed", "guard.py", "handlers", "request_check.py"],
+    ),
     ("tests/_async", "tests/_sync", None),
 ]
 RULES = [
@@ -34,10 +38,11 @@ RULES = [
     (r"\bAsyncLock\b", "Lock"),
     (r"\basync_cancel_shield\b", "cancel_shield"),
     (r"\basync_sleep\b", "sleep"),
+    (r"\basync_loop_token\b", "loop_token"),
     (r"\bFakeAsyncRedis\b", "FakeRedis"),
     (r"\bAsyncRecordingAgent\b", "RecordingAgent"),
     (r"\bpytest\.mark\.anyio\b", "pytest.mark.sync"),
-    (r"\bguard_core\.(handlers|guard)\b", r"guard_core_sync.\1"),
+    (r"\bguard_core\.(handlers|guard|request_check)\b", r"guard_core_sync.\1"),
     (r"\brun_async_workers\b", "run_workers"),
     (r"\bASYNC_WORKERS\b", "WORKERS"),
     (r"\bAsyncClient\b", "Client"),
