@@ -103,7 +103,7 @@ def test_rate_limit_gives_429_with_retry_after(make_client: Any) -> None:
 
 
 def test_route_template_keys_path_parameters_together(make_client: Any) -> None:
-    client = make_client(default_limits="", rules={"items/<int:item_id>": "2/minute"})
+    client = make_client(default_limits="", rules={"/items/<int:item_id>": "2/minute"})
     assert [client.get(f"/items/{n}").status_code for n in (1, 2, 3)] == [200, 200, 429]
 
 

@@ -10,8 +10,8 @@ settings.py:
 or `CheckSettings` fields. The app config validates it at start-up (a bad value raises
 `ImproperlyConfigured`); each process makes and starts one guard on its first request and
 closes it at exit. `get_guard()` returns this process's `guard_core_sync.Guard`. Route
-templates come from the URL resolver (`users/<int:pk>/`); per-route rules from
-`guard_core.rate_limit_rules.guard_rule` on the view, or `rules=` by template.
+templates come from the URL resolver, with a leading '/' (`/users/<int:pk>/`); per-route
+rules from `guard_core.rate_limit_rules.guard_rule` on the view, or `rules=` by template.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ class GuardMiddleware:
         check = self.process.check()
         try:
             match = resolve(request.path_info)
-            route: str | None = match.route or None
+            # templates start with '/' as in the other frameworks: `/users/<int:pk>/`
+            route: str | None = "/" + match.route.lstrip("^/") if match.route else "/"
             rule = rule_of(match.func)
         except Resolver404:
             route, rule = None, None
