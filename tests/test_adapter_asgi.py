@@ -212,3 +212,19 @@ def test_middleware_arguments_are_checked(redis_server: LocalRedisServer) -> Non
         GuardMiddleware(Starlette(), guard=guard, config=config(redis_server))
     with pytest.raises(ValueError, match="not a limit"):
         GuardMiddleware(Starlette(), guard=guard, default_limits="many")
+
+
+def test_docs_preset_loosens_the_policy_on_docs_pages_only(make_client: Any) -> None:
+    from guard_core.header_presets import fastapi_docs_overrides
+
+    client, guard = make_client()
+    with client:
+        client.portal.call(  # type: ignore[union-attr]
+            lambda: guard.headers.configure(path_overrides=fastapi_docs_overrides())
+        )
+        docs = client.get("/docs")
+        api = client.get("/")
+    assert docs.status_code == 200
+    assert "https://cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    assert "swagger-ui-bundle.js" in docs.text
+    assert "cdn.jsdelivr.net" not in api.headers["content-security-policy"]
