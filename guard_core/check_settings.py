@@ -6,7 +6,7 @@ length) stays in `SecurityConfig`; these settings say how requests are judged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from guard_core.client_address import (
@@ -23,6 +23,7 @@ from guard_core.rate_limit_rules import (
     normalize_rules,
     parse_limits,
 )
+from guard_core.request_model import Decision
 
 
 def _strings(what: str, value: object) -> tuple[str, ...]:
@@ -67,6 +68,8 @@ class CheckSettings:
       `SecurityConfig.ip_ban_default_duration`.
     - `ratelimit_headers` / `x_ratelimit_headers`: send the IETF `RateLimit*` headers and
       the `X-RateLimit-*` trio; `security_headers`: add the configured security headers.
+    - `observers`: callables given each decision and the seconds the check took (e.g.
+      `guard_core.metrics.PrometheusMetrics()`); one that raises is logged, never fatal.
     """
 
     exempt_paths: tuple[str, ...] = ()
@@ -87,6 +90,7 @@ class CheckSettings:
     ratelimit_headers: bool = True
     x_ratelimit_headers: bool = True
     security_headers: bool = True
+    observers: tuple[Callable[[Decision, float], None], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("exempt_paths", "exempt_ips", "trusted_proxies", "block_cloud_providers"):
@@ -104,6 +108,11 @@ class CheckSettings:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool")
         check_ipv6_prefix(self.ipv6_prefix)
+        if isinstance(self.observers, str) or not isinstance(self.observers, tuple | list):
+            raise TypeError("observers must be a tuple of callables")
+        if not all(callable(observer) for observer in self.observers):
+            raise TypeError("every observer must be callable (decision, seconds)")
+        object.__setattr__(self, "observers", tuple(self.observers))
         if self.default_limits is not None and self.default_limits != "":
             parse_limits(self.default_limits)
         object.__setattr__(self, "rules", normalize_rules(self.rules))

@@ -15,6 +15,7 @@ same fields in `record.guard_decision`. Passive mode does the same with `action=
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -60,10 +61,32 @@ class RequestCheck:
             guard.config.rate_limit, guard.config.rate_limit_window
         )
         self._agent_failing = False
+        self._observer_failing = False
         self.logger = logging.getLogger("guard_core.request_check")
 
     async def check(self, request: RequestInfo) -> Decision:
-        """The decision on one request."""
+        """The decision on one request (then given to each of `settings.observers`)."""
+        started = time.perf_counter()
+        decision = await self._decide(request)
+        if self.settings.observers:
+            self._observe(decision, time.perf_counter() - started)
+        return decision
+
+    def _observe(self, decision: Decision, seconds: float) -> None:
+        failed = False
+        for observer in self.settings.observers:
+            try:
+                observer(decision, seconds)
+            except Exception as exc:
+                failed = True
+                if not self._observer_failing:
+                    self.logger.warning(
+                        "A decision observer failed; it is called again on later requests: %s",
+                        type(exc).__name__,
+                    )
+        self._observer_failing = failed
+
+    async def _decide(self, request: RequestInfo) -> Decision:
         settings = self.settings
         address = self._resolver.resolve(request.peer, request.headers)
         client = None if address is None else str(address)
