@@ -14,6 +14,7 @@ from guard_core.client_address import (
     check_ipv6_prefix,
     parse_networks,
 )
+from guard_core.ip_ranges import check_provider
 from guard_core.ip_utils import IPNetwork
 from guard_core.rate_limit_rules import (
     KeySpec,
@@ -100,6 +101,8 @@ class CheckSettings:
             "scan_headers",
             tuple(h.lower() for h in _strings("scan_headers", self.scan_headers)),
         )
+        for provider in self.block_cloud_providers:
+            check_provider(provider)  # an unknown name fails here, not on a request
         for path in self.exempt_paths:
             if not path.startswith("/"):
                 raise ValueError(f"exempt path {path!r} must start with '/'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -13,15 +14,16 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
-from starlette.testclient import TestClient
+
+with warnings.catch_warnings():  # Starlette's notice about its test client's HTTP library
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 from guard_core.adapters.asgi import GuardMiddleware, match_route
 from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
 from guard_core.rate_limit_rules import exempt, guard_rule
 from guard_core.testing import LocalRedisServer
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 CLIENT = ("203.0.113.20", 40000)
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from guard_core.testing import LocalRedisServer
 
@@ -35,9 +34,10 @@ def run_snippet(marker: str, redis_server: LocalRedisServer) -> dict[str, Any]:
     return namespace
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_fastapi_snippet(redis_server: LocalRedisServer) -> None:
-    from starlette.testclient import TestClient
+    with warnings.catch_warnings():  # Starlette's notice about its test client's HTTP library
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
 
     app = run_snippet("FastAPI()", redis_server)["app"]
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterator, Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from guard_core.check_settings import CheckSettings
@@ -19,6 +21,8 @@ from guard_core_sync.request_check import RequestCheck
 from guard_core.request_model import RequestInfo
 from tests.support.agents import RecordingAgent
 from tests.support.backends import Backend
+
+DATA = Path(__file__).resolve().parent.parent / "data"
 
 pytestmark = pytest.mark.sync
 
@@ -232,6 +236,28 @@ def test_cloud_block_step_is_skipped_unless_configured(make_check: Any) -> None:
     assert (check.check(request(peer="52.95.110.1"))).allowed
 
 
+def test_cloud_provider_clients_are_blocked_when_configured(backend: Backend) -> None:
+    def aws_ranges(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=(DATA / "aws_ip_ranges.json").read_bytes())
+
+    config = SecurityConfig(
+        redis_url=backend.url,
+        cloud_providers=("AWS",),
+        cloud_ip_urls={"AWS": "https://aws.test/ranges.json"},
+    )
+    http = httpx.Client(transport=httpx.MockTransport(aws_ranges))
+    guard = Guard(config, client_factory=backend.client_factory, http_client=http)
+    guard.start()
+    try:
+        check = RequestCheck(guard, CheckSettings(block_cloud_providers=("AWS",)))
+        blocked = check.check(request(peer="198.51.100.9"))
+        assert (blocked.status, blocked.verdict) == (403, "cloud_blocked")
+        assert (check.check(request(peer="192.0.2.9"))).allowed
+    finally:
+        guard.close()
+        http.close()
+
+
 def test_guard_starts_again_after_close(backend_redis: Backend) -> None:
     backend = backend_redis
     guard = Guard(SecurityConfig(redis_url=backend.url))
@@ -253,6 +279,8 @@ def test_settings_are_validated() -> None:
         CheckSettings(trusted_proxies=("proxy.local",))
     with pytest.raises(TypeError, match="trusted_proxies"):
         CheckSettings(trusted_proxies="10.0.0.1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown cloud provider"):
+        CheckSettings(block_cloud_providers=("Hetzner",))
     with pytest.raises(ValueError, match="exempt path"):
         CheckSettings(exempt_paths=("health",))
     assert dataclasses.replace(CheckSettings(), passive=True).passive
