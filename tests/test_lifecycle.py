@@ -65,3 +65,34 @@ def test_sync_guard_used_in_a_forked_child(redis_server: LocalRedisServer) -> No
         assert answer == b"1"
         assert guard.ip_bans.is_ip_banned("203.0.113.41")
         assert (guard.health()).status == "redis"
+
+
+def test_process_guard_makes_a_new_guard_in_a_forked_child(redis_server: LocalRedisServer) -> None:
+    """What `gunicorn --preload` does: the app (and a used guard) exists before the fork;
+    each worker must get a guard of its own, started, while the parent keeps its own."""
+    from guard_core.adapters._process import ProcessGuard
+    from guard_core.check_settings import CheckSettings
+    from guard_core.request_model import RequestInfo
+
+    config = SecurityConfig(redis_url=redis_server.url, redis_prefix="pfork:")
+    process = ProcessGuard(config, CheckSettings(default_limits="1/minute"))
+    request = RequestInfo(peer="203.0.113.50", method="GET", path="/", route="/")
+    assert process.check().check(request).allowed
+    parent_guard = process.guard
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            child_guard = process.guard
+            fresh = child_guard is not parent_guard and child_guard.health().status == "redis"
+            # the limit was used up by the parent, through Redis
+            limited = process.check().check(request).status == 429
+            os.write(write, b"1" if fresh and limited else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+    assert process.guard is parent_guard
+    process.close()
