@@ -62,7 +62,7 @@ class RequestCheck:
         )
         self._agent_failing = False
         self._observer_failing = False
-        self.logger = logging.getLogger("guard_core.request_check")
+        self.logger = logging.getLogger("guard_core.checks")
 
     async def check(self, request: RequestInfo) -> Decision:
         """The decision on one request (then given to each of `settings.observers`)."""

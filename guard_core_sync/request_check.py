@@ -64,7 +64,7 @@ class RequestCheck:
         )
         self._agent_failing = False
         self._observer_failing = False
-        self.logger = logging.getLogger("guard_core_sync.request_check")
+        self.logger = logging.getLogger("guard_core.checks")
 
     def check(self, request: RequestInfo) -> Decision:
         """The decision on one request (then given to each of `settings.observers`)."""

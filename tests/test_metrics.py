@@ -60,7 +60,7 @@ def test_a_failing_observer_is_logged_once_and_never_fatal(
         raise RuntimeError("collector down")
 
     check = make_check(observers=(broken, lambda d, s: seen.append(d)))
-    with caplog.at_level(logging.WARNING, logger="guard_core.request_check"):
+    with caplog.at_level(logging.WARNING, logger="guard_core.checks"):
         for _ in range(3):
             assert check.check(request()).allowed
     assert len(seen) == 3
