@@ -152,3 +152,17 @@ def async_require_asyncio() -> None:
 
 def require_asyncio() -> None:
     """Threads need no event loop: nothing to check."""
+
+
+def async_loop_token() -> object:
+    """The running event loop (None outside asyncio): a client made on one loop cannot be
+    used on another, so the async face rebuilds its client when this changes."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def loop_token() -> object:
+    """Threads share one client: nothing to rebuild."""
+    return None

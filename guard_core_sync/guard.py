@@ -59,8 +59,10 @@ class Guard:
 
         In the async face under trio, with Redis enabled, it raises
         `UnsupportedBackendError` (redis.asyncio needs asyncio); `enable_redis=False` works
-        under trio.
+        under trio. A guard may be started again after `close()` (an application's lifespan
+        running twice, a test client per test): it connects anew.
         """
+        self.redis.reopen()
         if not self.config.enable_redis:
             self.logger.info("Redis disabled: subsystems keep their state in memory")
             return

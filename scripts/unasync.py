@@ -29,7 +29,7 @@ TREES = [
     (
         "guard_core",
         "guard_core_sync",
-        ["__init__.py", "py.typed", "guard.py", "handlers", "storage"],
+        ["__init__.py", "py.typed", "guard.py", "handlers", "storage", "request_check.py"],
     ),
     ("tests/_async", "tests/_sync", None),
 ]
@@ -40,6 +40,7 @@ SEQUENCES = {("async", word): word for word in ("def", "with", "for")} | {
     ("pytest", ".", "mark", ".", "anyio"): "pytest.mark.sync",
     ("guard_core", ".", "handlers"): "guard_core_sync.handlers",
     ("guard_core", ".", "guard"): "guard_core_sync.guard",
+    ("guard_core", ".", "request_check"): "guard_core_sync.request_check",
 }
 # Identifiers renamed wherever they stand alone.
 NAMES = {
@@ -52,6 +53,7 @@ NAMES = {
     "async_cancel_shield": "cancel_shield",
     "async_sleep": "sleep",
     "AsyncTicker": "Ticker",
+    "async_loop_token": "loop_token",
     "async_require_asyncio": "require_asyncio",
     "FakeAsyncRedis": "FakeRedis",
     "AsyncRecordingAgent": "RecordingAgent",
@@ -68,7 +70,9 @@ HEADER = (
 CODE = (tokenize.NAME, tokenize.OP)
 # A string that is a whole module path of the face (a mock.patch target) names the sync one.
 # Logger names are no such strings: face code takes its logger from guard_core.logs.
-MODULE_PATH = re.compile(r"""[rRbBuU]{0,2}(['"])guard_core\.(handlers|guard|storage)\b[\w.]*\1""")
+MODULE_PATH = re.compile(
+    r"""[rRbBuU]{0,2}(['"])guard_core\.(handlers|guard|storage|request_check)\b[\w.]*\1"""
+)
 # Prose (comments, triple-quoted strings) is copied as it is, except code quoted in backticks.
 QUOTED_CODE = re.compile(r"`([^`\n]+)`")
 

@@ -22,7 +22,12 @@ from guard_core.keys import build_key, build_pattern, validate_ttl, validate_val
 from guard_core.logs import get_logger
 from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig, SecurityEvent
-from guard_core.primitives import AsyncLock, async_cancel_shield, async_require_asyncio
+from guard_core.primitives import (
+    AsyncLock,
+    async_cancel_shield,
+    async_loop_token,
+    async_require_asyncio,
+)
 from guard_core.redaction import Redactor, escape_control, redact_url
 
 from .redis_client import build_client
@@ -60,6 +65,7 @@ class RedisManager:
         self.agent_handler = None
         self._client_factory = client_factory or self._build_client
         self._redis: Redis | None = None
+        self._client_loop: object = None  # the event loop the client was made on (async face)
         self._closed = False
         self._connection_lock = AsyncLock()
         self._redactor = Redactor.for_url(config.redis_url)
@@ -85,6 +91,7 @@ class RedisManager:
         async_require_asyncio()  # before any attempt: a wrong backend is no Redis outage
         failures_before = self._breaker.failures
         failure: Exception | None = None
+        self._forget_client_of_another_loop()
         async with self._connection_lock:
             if self._redis is not None or self._closed:
                 return
@@ -97,6 +104,7 @@ class RedisManager:
                     client = self._client_factory(self.config)
                     await client.ping()
                     self._redis, client = client, None
+                    self._client_loop = async_loop_token()
                 except Exception as exc:
                     failure = exc
                 finally:
@@ -140,6 +148,19 @@ class RedisManager:
                 reason="Redis connection closed gracefully",
             )
 
+    # -- lifecycle: start again, new event loop (adapters' lifespans) ----------------
+
+    def reopen(self) -> None:
+        """Allow use again after `close()`: the next call connects anew."""
+        self._closed = False
+
+    def _forget_client_of_another_loop(self) -> None:
+        """A client made on an event loop that is gone cannot be used on this one (its
+        connections belong to that loop): drop it, so that the next call connects anew.
+        Always a no-op in the sync face."""
+        if self._redis is not None and self._client_loop is not async_loop_token():
+            self._redis = None
+
     async def initialize_agent(self, agent_handler: Any) -> None:
         """Send events to `agent_handler.send_event(event)` from now on."""
         self.agent_handler = agent_handler
@@ -163,6 +184,7 @@ class RedisManager:
         admission = self._breaker.admit()
         if admission is Admission.REJECT:
             raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
+        self._forget_client_of_another_loop()
         try:
             if self._redis is None:
                 await self.initialize()

@@ -24,7 +24,12 @@ from guard_core.keys import build_key, build_pattern, validate_ttl, validate_val
 from guard_core.logs import get_logger
 from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig, SecurityEvent
-from guard_core.primitives import Lock, cancel_shield, require_asyncio
+from guard_core.primitives import (
+    Lock,
+    cancel_shield,
+    loop_token,
+    require_asyncio,
+)
 from guard_core.redaction import Redactor, escape_control, redact_url
 
 from .redis_client import build_client
@@ -62,6 +67,7 @@ class RedisManager:
         self.agent_handler = None
         self._client_factory = client_factory or self._build_client
         self._redis: Redis | None = None
+        self._client_loop: object = None  # the event loop the client was made on (async face)
         self._closed = False
         self._connection_lock = Lock()
         self._redactor = Redactor.for_url(config.redis_url)
@@ -87,6 +93,7 @@ class RedisManager:
         require_asyncio()  # before any attempt: a wrong backend is no Redis outage
         failures_before = self._breaker.failures
         failure: Exception | None = None
+        self._forget_client_of_another_loop()
         with self._connection_lock:
             if self._redis is not None or self._closed:
                 return
@@ -99,6 +106,7 @@ class RedisManager:
                     client = self._client_factory(self.config)
                     client.ping()
                     self._redis, client = client, None
+                    self._client_loop = loop_token()
                 except Exception as exc:
                     failure = exc
                 finally:
@@ -142,6 +150,19 @@ class RedisManager:
                 reason="Redis connection closed gracefully",
             )
 
+    # -- lifecycle: start again, new event loop (adapters' lifespans) ----------------
+
+    def reopen(self) -> None:
+        """Allow use again after `close()`: the next call connects anew."""
+        self._closed = False
+
+    def _forget_client_of_another_loop(self) -> None:
+        """A client made on an event loop that is gone cannot be used on this one (its
+        connections belong to that loop): drop it, so that the next call connects anew.
+        Always a no-op in the sync face."""
+        if self._redis is not None and self._client_loop is not loop_token():
+            self._redis = None
+
     def initialize_agent(self, agent_handler: Any) -> None:
         """Send events to `agent_handler.send_event(event)` from now on."""
         self.agent_handler = agent_handler
@@ -165,6 +186,7 @@ class RedisManager:
         admission = self._breaker.admit()
         if admission is Admission.REJECT:
             raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
+        self._forget_client_of_another_loop()
         try:
             if self._redis is None:
                 self.initialize()

@@ -1,0 +1,198 @@
+"""ASGI middleware for Starlette and FastAPI, over the async face's request check.
+
+    app.add_middleware(GuardMiddleware, config=SecurityConfig(redis_url=...))
+
+The guard starts on the application's lifespan start-up and closes on its shutdown (and
+starts on the first request when the server runs no lifespan). During the lifespan, the
+guard is also in the lifespan state (`request.state.guard` in Starlette and FastAPI).
+Blocked HTTP requests get a JSON response (`{"detail": ...}`) with status 403 or 429;
+blocked WebSocket connections are closed with code 1008 before they are accepted.
+Allowed responses get the security and rate-limit headers the application did not set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from guard_core.check_settings import CheckSettings
+from guard_core.client_address import lower_headers
+from guard_core.guard import Guard
+from guard_core.models import SecurityConfig
+from guard_core.rate_limit_rules import rule_of
+from guard_core.request_check import RequestCheck
+from guard_core.request_model import Decision, RequestInfo
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class GuardMiddleware:
+    """Checks every HTTP request and WebSocket connection before the application sees it.
+
+    Give a `config` (a `Guard` is built from it) or a ready `guard`; give `settings` or
+    `CheckSettings` fields as keywords (`passive=True`, `default_limits="100/minute"`, ...).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: SecurityConfig | None = None,
+        guard: Guard | None = None,
+        settings: CheckSettings | None = None,
+        **fields: Any,
+    ) -> None:
+        if guard is not None and config is not None:
+            raise TypeError("give either config or guard, not both")
+        if settings is not None and fields:
+            raise TypeError("give either settings or CheckSettings fields, not both")
+        self.app = app
+        self.guard = guard if guard is not None else Guard(config or SecurityConfig())
+        self.request_check = RequestCheck(self.guard, settings or CheckSettings(**fields))
+        self._started = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if not self._started:
+            self._started = True
+            await self.guard.start()
+        decision = await self.request_check.check(request_info(scope))
+        if kind == "websocket":
+            if decision.allowed:
+                await self.app(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1008, "reason": decision.reason})
+            return
+        if not decision.allowed:
+            await _send_block(send, decision)
+            return
+        await self.app(scope, receive, _adding_headers(send, decision.headers))
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def receive_starting_guard() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.guard.start()
+                self._started = True
+                state = scope.get("state")
+                if isinstance(state, MutableMapping):
+                    state["guard"] = self.guard
+            return message
+
+        async def send_closing_guard(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.guard.close()
+                self._started = False
+            await send(message)
+
+        await self.app(scope, receive_starting_guard, send_closing_guard)
+
+
+def request_info(scope: Scope) -> RequestInfo:
+    """The request check's view of an ASGI scope (route template and rule from Starlette's
+    router when the application is a Starlette or FastAPI app)."""
+    client = scope.get("client")
+    peer = str(client[0]) if client else None
+    raw_headers = scope.get("headers") or ()
+    headers = lower_headers(
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in raw_headers
+    )
+    route, endpoint = match_route(scope)
+    query = scope.get("query_string", b"")
+    return RequestInfo(
+        peer=peer,
+        method=str(scope.get("method", "GET")),
+        path=str(scope.get("path", "/")),
+        query=query.decode("latin-1") if isinstance(query, bytes) else str(query),
+        headers=headers,
+        route=route,
+        rule=rule_of(endpoint) if endpoint is not None else None,
+        user=_user_of(scope),
+    )
+
+
+def match_route(scope: Scope) -> tuple[str | None, Any]:
+    """(route template, endpoint) of the Starlette route the request will reach, or
+    (None, None) when none does or the application is not a Starlette one."""
+    routes = getattr(getattr(scope.get("app"), "router", None), "routes", None)
+    if not routes:
+        return None, None
+    try:
+        from starlette.routing import Match
+    except ImportError:  # pragma: no cover - a router without Starlette
+        return None, None
+    return _search(routes, scope, "", Match)
+
+
+def _search(routes: Any, scope: Scope, prefix: str, match_kind: Any) -> tuple[str | None, Any]:
+    partial: tuple[str | None, Any] = (None, None)
+    for route in routes:
+        try:
+            match, child = route.matches(scope)
+        except Exception:  # a route that cannot judge this scope is not the one
+            continue
+        if match is match_kind.NONE:
+            continue
+        template = prefix + str(getattr(route, "path", ""))
+        inner = getattr(route, "routes", None)
+        if inner is not None and not hasattr(route, "endpoint"):  # a Mount
+            found = _search(inner, {**scope, **child}, template, match_kind)
+            if found[0] is not None:
+                return found
+            return template + "/{path}", None
+        if match is match_kind.FULL:
+            return template, getattr(route, "endpoint", None)
+        if partial[0] is None:
+            partial = (template, getattr(route, "endpoint", None))
+    return partial
+
+
+def _user_of(scope: Scope) -> str | None:
+    user = scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    identity = getattr(user, "identity", None) or getattr(user, "display_name", None)
+    return str(identity) if identity else None
+
+
+def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+    ]
+
+
+async def _send_block(send: Send, decision: Decision) -> None:
+    body = json.dumps(decision.body()).encode()
+    headers = {
+        **decision.headers,
+        "content-type": "application/json",
+        "content-length": str(len(body)),
+    }
+    await send(
+        {"type": "http.response.start", "status": decision.status, "headers": _encoded(headers)}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _adding_headers(send: Send, headers: dict[str, str]) -> Send:
+    extra = _encoded(headers)
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start" and extra:
+            present = {name.lower() for name, _ in message.get("headers", ())}
+            added = [(name, value) for name, value in extra if name not in present]
+            message = {**message, "headers": [*message.get("headers", ()), *added]}
+        await send(message)
+
+    return send_with_headers

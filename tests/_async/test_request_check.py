@@ -1,0 +1,284 @@
+"""The framework-free request check, on fakeredis and on a real redis-server (both faces)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from guard_core.check_settings import CheckSettings
+from guard_core.guard import Guard
+from guard_core.models import SecurityConfig
+from guard_core.rate_limit_rules import make_rule
+from guard_core.request_check import RequestCheck
+from guard_core.request_model import RequestInfo
+from tests.support.agents import AsyncRecordingAgent
+from tests.support.backends import Backend
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+pytestmark = pytest.mark.anyio
+
+CLIENT = "203.0.113.10"
+
+
+def request(
+    path: str = "/",
+    *,
+    peer: str | None = CLIENT,
+    query: str = "",
+    route: str | None = None,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> RequestInfo:
+    return RequestInfo(
+        peer=peer,
+        method="GET",
+        path=path,
+        query=query,
+        headers=headers or {},
+        route=route if route is not None else path,
+        **fields,
+    )
+
+
+@pytest.fixture
+async def make_check(backend: Backend) -> AsyncIterator[Callable[..., RequestCheck]]:
+    """Build checks over guards on the backend (one guard per call: instances of an app)."""
+    guards: list[Guard] = []
+
+    async def make(**settings: Any) -> RequestCheck:
+        config = SecurityConfig(redis_url=backend.url, rate_limit=1000)
+        guard = Guard(config, client_factory=backend.client_factory)
+        await guard.start()
+        guards.append(guard)
+        return RequestCheck(guard, CheckSettings(**settings))
+
+    yield make  # type: ignore[misc,unused-ignore]
+    for guard in guards:
+        await guard.close()
+
+
+async def test_allowed_request_gets_security_and_ratelimit_headers(make_check: Any) -> None:
+    check = await make_check(default_limits="5/minute")
+    decision = await check.check(request())
+    assert decision.allowed and decision.verdict == "allowed" and decision.client == CLIENT
+    assert decision.headers["X-Content-Type-Options"] == "nosniff"
+    assert decision.headers["RateLimit-Policy"] == '"60s";q=5;w=60'
+    assert decision.headers["RateLimit"].startswith('"60s";r=4;t=')
+    assert decision.headers["X-RateLimit-Remaining"] == "4"
+
+
+async def test_banned_client_gets_403_with_event_and_log(
+    make_check: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    check = await make_check()
+    agent = AsyncRecordingAgent()
+    await check.guard.redis.initialize_agent(agent)
+    await check.guard.ip_bans.ban_ip(CLIENT, 60, reason="test")
+    with caplog.at_level(logging.INFO, logger="guard_core.decision"):
+        decision = await check.check(request())
+    assert not decision.allowed
+    assert (decision.status, decision.verdict) == (403, "banned")
+    assert [(e.event_type, e.action_taken, e.ip_address) for e in agent.events] == [
+        ("banned", "request_blocked", CLIENT)
+    ]
+    records = [r for r in caplog.records if r.name == "guard_core.decision"]
+    assert len(records) == 1 and records[0].levelno == logging.INFO
+    assert "verdict=banned action=blocked status=403" in records[0].getMessage()
+    assert records[0].guard_decision["client"] == CLIENT  # type: ignore[attr-defined]
+
+
+async def test_rate_limit_gives_429_with_whole_second_retry_after(make_check: Any) -> None:
+    check = await make_check(default_limits="", rules={"/login": "2/minute"})
+    for _ in range(2):
+        assert (await check.check(request("/login"))).allowed
+    decision = await check.check(request("/login"))
+    assert (decision.status, decision.verdict) == (429, "rate_limited")
+    retry = decision.headers["Retry-After"]
+    assert retry.isdigit() and 1 <= int(retry) <= 60
+    assert decision.headers["RateLimit"].startswith('"60s";r=0;')
+    # another route is not limited by the login rule
+    assert (await check.check(request("/other"))).allowed
+
+
+async def test_several_limits_per_route(make_check: Any) -> None:
+    check = await make_check(default_limits="", rules={"/api": "3/minute;2/hour"})
+    assert (await check.check(request("/api"))).allowed
+    decision = await check.check(request("/api"))
+    assert decision.allowed
+    assert decision.headers["RateLimit-Policy"] == '"60s";q=3;w=60, "3600s";q=2;w=3600'
+    assert decision.headers["X-RateLimit-Remaining"] == "0"
+    blocked = await check.check(request("/api"))
+    assert blocked.status == 429 and blocked.headers["X-RateLimit-Limit"] == "2"
+
+
+async def test_route_template_is_the_key_not_the_raw_path(make_check: Any) -> None:
+    check = await make_check(default_limits="", rules={"/admin/ban/{ip}": "2/minute"})
+    for ip in ("1.2.3.4", "5.6.7.8"):
+        assert (await check.check(request(f"/admin/ban/{ip}", route="/admin/ban/{ip}"))).allowed
+    decision = await check.check(request("/admin/ban/9.9.9.9", route="/admin/ban/{ip}"))
+    assert decision.status == 429
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "q=<script>alert(1)</script>",
+        "q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "q=%253Cscript%253E",
+        "id=1%27%20OR%20%271%27%3D%271",
+        "id=1'+OR+'1'='1",
+    ],
+)
+async def test_encoded_payloads_are_blocked(make_check: Any, query: str) -> None:
+    check = await make_check()
+    decision = await check.check(request("/search", query=query))
+    assert (decision.status, decision.verdict) == (403, "attack_pattern")
+
+
+async def test_encoded_path_traversal_is_blocked(make_check: Any) -> None:
+    check = await make_check()
+    decision = await check.check(request("/files/%2e%2e%2f%2e%2e%2fetc%2fpasswd"))
+    assert decision.verdict == "attack_pattern"
+
+
+async def test_harmless_query_passes(make_check: Any) -> None:
+    check = await make_check()
+    assert (await check.check(request("/search", query="q=hello+world&page=2"))).allowed
+
+
+async def test_not_an_ip_peer_is_never_an_error(make_check: Any) -> None:
+    check = await make_check(default_limits="1/minute")
+    for peer in ("testclient", None, "/run/app.sock", "fe80::1%eth0"):
+        decision = await check.check(request(peer=peer))
+        assert decision.allowed and decision.client is None
+        assert decision.notes and "not an IP address" in decision.notes[0]
+    # an attack pattern is still blocked without a client address
+    blocked = await check.check(request(peer="testclient", query="q=<script>"))
+    assert blocked.verdict == "attack_pattern"
+
+
+async def test_passive_mode_decides_but_never_blocks(make_check: Any) -> None:
+    check = await make_check(passive=True, default_limits="1/minute", auto_ban_threshold=1)
+    agent = AsyncRecordingAgent()
+    await check.guard.redis.initialize_agent(agent)
+    await check.guard.ip_bans.ban_ip("203.0.113.11", 60)
+    banned = await check.check(request(peer="203.0.113.11"))
+    assert banned.allowed and banned.verdict == "banned" and not banned.enforced
+    for _ in range(3):
+        decision = await check.check(request(query="q=<script>"))
+        assert decision.allowed and not decision.enforced
+    assert decision.verdict == "auto_banned"
+    assert not await check.guard.ip_bans.is_ip_banned(CLIENT)  # passive never bans
+    assert "request_logged" in agent.actions() and "request_blocked" not in agent.actions()
+
+
+async def test_exempt_paths_and_ips(make_check: Any) -> None:
+    check = await make_check(exempt_paths=("/health",), exempt_ips=("198.51.100.0/24",))
+    await check.guard.ip_bans.ban_ip(CLIENT, 60)
+    assert (await check.check(request("/health/live"))).verdict == "exempt"
+    assert (await check.check(request("/healthy"))).verdict == "banned"
+    await check.guard.ip_bans.ban_ip("198.51.100.7", 60)
+    assert (await check.check(request(peer="198.51.100.7"))).verdict == "exempt"
+    exempt_rule = make_rule(exempt=True)
+    assert (await check.check(request("/x", rule=exempt_rule))).verdict == "exempt"
+
+
+async def test_auto_ban_is_shared_between_instances(make_check: Any) -> None:
+    first = await make_check(auto_ban_threshold=2, auto_ban_duration=60)
+    second = await make_check(auto_ban_threshold=2, auto_ban_duration=60)
+    assert (await first.check(request(query="q=<script>"))).verdict == "attack_pattern"
+    assert (await second.check(request(query="q=<script>"))).verdict == "attack_pattern"
+    assert (await first.check(request(query="q=<script>"))).verdict == "auto_banned"
+    assert (await second.check(request())).verdict == "banned"
+
+
+async def test_trusted_proxy_forwarded_client(make_check: Any) -> None:
+    check = await make_check(trusted_proxies=("10.0.0.0/8",))
+    await check.guard.ip_bans.ban_ip("198.51.100.50", 60)
+    forwarded = {"x-forwarded-for": "1.1.1.1, 198.51.100.50"}
+    assert (await check.check(request(peer="10.0.0.2", headers=forwarded))).verdict == "banned"
+    # the same header from an untrusted peer is ignored
+    untrusted = await check.check(request(peer="192.0.2.1", headers=forwarded))
+    assert untrusted.allowed and untrusted.client == "192.0.2.1"
+
+
+async def test_ipv6_clients_share_a_limit_per_64(make_check: Any) -> None:
+    check = await make_check(default_limits="2/minute")
+    assert (await check.check(request(peer="2001:db8:1:2::1"))).allowed
+    assert (await check.check(request(peer="2001:db8:1:2::ffff"))).allowed
+    assert (await check.check(request(peer="2001:db8:1:2:3::9"))).status == 429
+    assert (await check.check(request(peer="2001:db8:1:3::1"))).allowed
+
+
+async def test_key_by_header_and_by_user(make_check: Any) -> None:
+    check = await make_check(default_limits="1/minute", key="header:X-Api-Key")
+    key_a = {"x-api-key": "a"}
+    assert (await check.check(request(peer="192.0.2.1", headers=key_a))).allowed
+    assert (await check.check(request(peer="192.0.2.2", headers=key_a))).status == 429
+    assert (await check.check(request(peer="192.0.2.2", headers={"x-api-key": "b"}))).allowed
+    by_user = await make_check(default_limits="1/minute", key="user")
+    assert (await by_user.check(request(peer="192.0.2.8", user="42"))).allowed
+    assert (await by_user.check(request(peer="192.0.2.9", user="42"))).status == 429
+
+
+async def test_cloud_block_step_is_skipped_unless_configured(make_check: Any) -> None:
+    check = await make_check()
+    # no providers configured: no fetch is attempted, the request passes
+    assert (await check.check(request(peer="52.95.110.1"))).allowed
+
+
+async def test_cloud_provider_clients_are_blocked_when_configured(backend: Backend) -> None:
+    def aws_ranges(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=(DATA / "aws_ip_ranges.json").read_bytes())
+
+    config = SecurityConfig(
+        redis_url=backend.url,
+        cloud_providers=("AWS",),
+        cloud_ip_urls={"AWS": "https://aws.test/ranges.json"},
+    )
+    http = httpx.AsyncClient(transport=httpx.MockTransport(aws_ranges))
+    guard = Guard(config, client_factory=backend.client_factory, http_client=http)
+    await guard.start()
+    try:
+        check = RequestCheck(guard, CheckSettings(block_cloud_providers=("AWS",)))
+        blocked = await check.check(request(peer="198.51.100.9"))
+        assert (blocked.status, blocked.verdict) == (403, "cloud_blocked")
+        assert (await check.check(request(peer="192.0.2.9"))).allowed
+    finally:
+        await guard.close()
+        await http.aclose()
+
+
+async def test_guard_starts_again_after_close(backend_redis: Backend) -> None:
+    backend = backend_redis
+    guard = Guard(SecurityConfig(redis_url=backend.url))
+    await guard.start()
+    await guard.close()
+    await guard.start()
+    try:
+        assert (await guard.health()).status == "redis"
+        assert await guard.ip_bans.ban_ip("203.0.113.77", 60)
+        assert backend.inspect.exists("guard_core:banned_ips:203.0.113.77")
+    finally:
+        await guard.close()
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="not a limit"):
+        CheckSettings(default_limits="5/fortnight")
+    with pytest.raises(ValueError, match="not a valid IP network"):
+        CheckSettings(trusted_proxies=("proxy.local",))
+    with pytest.raises(TypeError, match="trusted_proxies"):
+        CheckSettings(trusted_proxies="10.0.0.1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown cloud provider"):
+        CheckSettings(block_cloud_providers=("Hetzner",))
+    with pytest.raises(ValueError, match="exempt path"):
+        CheckSettings(exempt_paths=("health",))
+    assert dataclasses.replace(CheckSettings(), passive=True).passive
