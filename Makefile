@@ -12,6 +12,8 @@ HAND_WRITTEN := guard_core tests/conftest.py tests/support tests/_async scripts 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@# a virtualenv made before the rename to guard-core-redis holds the old distribution
+	$(PY) -m pip uninstall --quiet --yes guard-core 2>/dev/null || true
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 

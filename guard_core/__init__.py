@@ -6,6 +6,7 @@ the same names.
 
 from guard_core.exceptions import GuardCoreError, GuardRedisError, RedisUnavailableError
 from guard_core.models import SecurityConfig, SecurityEvent
+from guard_core.version import __version__
 
 from .guard import Guard
 from .handlers.redis_handler import RedisManager
@@ -18,4 +19,5 @@ __all__ = [
     "RedisUnavailableError",
     "SecurityConfig",
     "SecurityEvent",
+    "__version__",
 ]

@@ -8,6 +8,7 @@ the same names.
 
 from guard_core.exceptions import GuardCoreError, GuardRedisError, RedisUnavailableError
 from guard_core.models import SecurityConfig, SecurityEvent
+from guard_core.version import __version__
 
 from .guard import Guard
 from .handlers.redis_handler import RedisManager
@@ -20,4 +21,5 @@ __all__ = [
     "RedisUnavailableError",
     "SecurityConfig",
     "SecurityEvent",
+    "__version__",
 ]
