@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	@# a virtualenv made before the rename to guard-core-redis holds the old distribution
 	$(PY) -m pip uninstall --quiet --yes guard-core 2>/dev/null || true
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,cli]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -28,7 +28,7 @@ redis-server:
 	@redis-server --version
 
 demo: venv redis-server
-	$(PY) examples/demo.py
+	$(VENV)/bin/guard-core demo
 
 test: venv redis-server
 	$(PY) -m pytest

@@ -38,6 +38,8 @@ def test_distribution_name_is_not_the_upstream_one() -> None:
     assert project["name"] != "guard-core"
     assert project["name"] == "guard-core-redis"
     assert project["license"] == "MIT"
+    assert "cli" in project["optional-dependencies"]
+    assert project["scripts"]["guard-core"] == "guard_core.cli:main"
 
 
 def test_license_file_is_mit_with_the_project_copyright() -> None:
@@ -79,6 +81,7 @@ def test_wheel_holds_both_faces_lua_scripts_and_typing_markers(wheel: Path) -> N
     lua = {Path(p).name for p in (ROOT / "guard_core" / "lua").glob("*.lua")}
     assert lua, "no Lua scripts in the source tree"
     assert {f"guard_core/lua/{name}" for name in lua} <= names
+    assert "guard_core/cli/app.py" in names
     assert not any(name.startswith(("tests/", "benchmarks/", "examples/")) for name in names)
 
 
@@ -91,4 +94,7 @@ def test_wheel_metadata_names_version_licence_and_the_cli_entry_point(wheel: Pat
     assert metadata["License-Expression"] == "MIT"
     assert "Typing :: Typed" in metadata.get_all("Classifier", [])
     assert metadata.get_all("Project-URL")
+    assert "cli" in metadata.get_all("Provides-Extra", [])
     assert any(n.startswith(f"{dist_info}/licenses/LICENSE") for n in archive.namelist())
+    entry_points = archive.read(f"{dist_info}/entry_points.txt").decode()
+    assert "guard-core = guard_core.cli:main" in entry_points
