@@ -181,7 +181,10 @@ def cli(
 @json_option
 @click.pass_obj
 def status(session: Session) -> None:
-    """Mode, topology, latency, breaker, server, pending writes, keys per namespace."""
+    """Mode, server, latency, breaker and key counts.
+
+    Also the topology, pending writes and the cloud ranges cached in Redis.
+    """
     with session.guard() as guard:
         health = guard.health()
         server = server_info(guard)
@@ -618,7 +621,10 @@ def headers_show(session: Session, path: str | None) -> None:
 @json_option
 @click.pass_obj
 def keys(session: Session, pattern: str, limit: int) -> None:
-    """Keys under the prefix matching PATTERN (a glob, e.g. 'banned_ips:*'), via SCAN."""
+    """List keys under the prefix, with type and expiry.
+
+    PATTERN is a glob relative to the prefix, e.g. 'banned_ips:*'; keys are found by SCAN.
+    """
     with session.guard() as guard:
         found = guard_keys(guard, pattern)
         shown = describe_keys(guard, found[:limit])
@@ -663,7 +669,10 @@ def keys(session: Session, pattern: str, limit: int) -> None:
 @json_option
 @click.pass_obj
 def watch(session: Session, interval: float, duration: float) -> None:
-    """A live table of the shared state and its changes (bans, busy windows, Redis up/down)."""
+    """A live view of bans, busy windows and changes.
+
+    Refreshes every --interval seconds for --duration seconds, through outages too.
+    """
     from guard_core.cli.watch import run_watch
 
     with session.guard(require=False) as guard:
@@ -675,7 +684,10 @@ def watch(session: Session, interval: float, duration: float) -> None:
 @cli.command()
 @click.option("--in-memory", is_flag=True, help="Run without redis-server, as if it were missing.")
 def demo(in_memory: bool) -> None:
-    """Tell the outage story: two instances, one Redis, an outage, a restart, a recovery."""
+    """Tell the outage story on a throwaway Redis.
+
+    Two instances (async and sync face), one Redis, an outage, a restart, a recovery.
+    """
     from guard_core.cli.demo import run_demo
 
     run_demo(use_redis=not in_memory)
@@ -692,7 +704,10 @@ def demo(in_memory: bool) -> None:
 @json_option
 @click.pass_obj
 def bench(session: Session, ops: int) -> None:
-    """Time the hot calls on a throwaway redis-server, then with it stopped (degraded)."""
+    """Time the hot calls, with Redis and degraded.
+
+    Uses a throwaway redis-server on 127.0.0.1, then stops it; never the configured Redis.
+    """
     from guard_core.cli.bench import run_bench
 
     results = run_bench(ops)

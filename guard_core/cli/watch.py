@@ -102,7 +102,12 @@ def changes(before: Snapshot | None, after: Snapshot, interval: float) -> list[s
     return found
 
 
-def _render(guard: Guard, current: Snapshot, events: deque[tuple[float, str]]) -> Group:
+def _render(
+    guard: Guard,
+    current: Snapshot,
+    before: Snapshot | None,
+    events: deque[tuple[float, str]],
+) -> Group:
     moment = time.strftime("%H:%M:%S", time.localtime(current.at))
     if current.reachable:
         headline = f"{moment}  Redis at {where(guard)} answers; {sum(current.counts.values())} keys"
@@ -113,7 +118,12 @@ def _render(guard: Guard, current: Snapshot, events: deque[tuple[float, str]]) -
         ("target", "expires in"),
         [(t, span(left)) for t, left in sorted(current.bans.items())[:EVENTS_SHOWN]],
     )
-    busiest = table("busiest rate-limit windows", ("window", "hits recorded"), current.busiest)
+    earlier = dict(before.busiest) if before is not None else {}
+    busiest = table(
+        "busiest rate-limit windows",
+        ("window", "hits recorded", "since last refresh"),
+        [(key, hits, _delta(hits, earlier.get(key))) for key, hits in current.busiest],
+    )
     log = table(
         "changes",
         ("time", "what"),
@@ -122,14 +132,22 @@ def _render(guard: Guard, current: Snapshot, events: deque[tuple[float, str]]) -
     return Group(headline, "", bans, "", busiest, "", log)
 
 
+def _delta(hits: int, earlier: int | None) -> str:
+    if earlier is None:
+        return "new"
+    return f"{hits - earlier:+d}"
+
+
 def run_watch(guard: Guard, *, interval: float, duration: float, as_json: bool) -> None:
     """Refresh every `interval` seconds until `duration` has passed (at least once)."""
     deadline = time.monotonic() + duration
     events: deque[tuple[float, str]] = deque(maxlen=EVENTS_SHOWN)
     previous: Snapshot | None = None
+    shown: Snapshot | None = None
 
     def step() -> Snapshot:
-        nonlocal previous
+        nonlocal previous, shown
+        shown = previous
         current = take_snapshot(guard)
         new = changes(previous, current, interval)
         events.extend((current.at, text) for text in new)
@@ -146,7 +164,8 @@ def run_watch(guard: Guard, *, interval: float, duration: float, as_json: bool) 
             step()
         return
     out = console()
-    with Live(_render(guard, step(), events), console=out, auto_refresh=False) as live:
+    with Live(_render(guard, step(), shown, events), console=out, auto_refresh=False) as live:
         while time.monotonic() + interval <= deadline:
             time.sleep(interval)
-            live.update(_render(guard, step(), events), refresh=True)
+            current = step()
+            live.update(_render(guard, current, shown, events), refresh=True)
