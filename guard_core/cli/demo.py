@@ -261,7 +261,8 @@ def _shared_story(server: LocalRedisServer) -> None:
         )
         banned = a.run(lambda: a.guard.ip_bans.is_ip_banned(STUFFER))
         health_a = a.run(a.guard.health)
-        restarted = "noticed the restart" if a.guard.redis.restarts else "reconnected"
+        restarts = getattr(a.guard.redis, "restarts", 0)
+        restarted = "noticed the restart" if restarts else "reconnected"
         _say(
             f"   A  {restarted} and wrote its bans again: "
             f"{health_a.pending_writes.get('ip_bans', 0)} writes waiting"

@@ -11,8 +11,6 @@ error messages.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,32 +40,48 @@ def _shown(field: str, text: str) -> str:
     return "(value hidden)" if field in SECRET_FIELDS else f"(got {text!r})"
 
 
-def _convert(field: str, hint: Any, text: str, source: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union) and type(None) in args:
+def _annotation(field: dataclasses.Field[Any]) -> str:
+    """The field's type as written (`"str | None"`), whether or not annotations are strings."""
+    kind = field.type
+    if isinstance(kind, str):
+        return kind.replace(" ", "")
+    return getattr(kind, "__name__", str(kind)) if isinstance(kind, type) else str(kind)
+
+
+def _optional_inner(annotation: str) -> str | None:
+    parts = annotation.split("|")
+    if len(parts) == 2 and "None" in parts:
+        return next(part for part in parts if part != "None")
+    if annotation.startswith("Optional[") and annotation.endswith("]"):
+        return annotation[len("Optional[") : -1]
+    return None
+
+
+def _convert(field: str, annotation: str, text: str, source: str) -> Any:
+    """`text` as a value of the field's type (by its annotation)."""
+    inner = _optional_inner(annotation)
+    if inner is not None:
         if text.strip() == "" or text.strip().lower() == "none":
             return None
-        (inner,) = [a for a in args if a is not type(None)]
         return _convert(field, inner, text, source)
-    if hint is bool:
+    if annotation == "bool":
         lowered = text.strip().lower()
         if lowered in _TRUE:
             return True
         if lowered in _FALSE:
             return False
         raise SettingError(f"{source} must be true or false {_shown(field, text)}")
-    if hint is int or hint is float:
+    if annotation in ("int", "float"):
         try:
-            return hint(text.strip())
+            return int(text.strip()) if annotation == "int" else float(text.strip())
         except ValueError:
-            kind = "a whole number" if hint is int else "a number"
+            kind = "a whole number" if annotation == "int" else "a number"
             raise SettingError(f"{source} must be {kind} {_shown(field, text)}") from None
-    if hint is str:
+    if annotation == "str":
         return text
-    if origin is tuple and args and args[0] is str:
+    if annotation == "tuple[str,...]":
         return tuple(part.strip() for part in text.split(",") if part.strip())
-    if origin is Mapping or (isinstance(origin, type) and issubclass(origin, Mapping)):
+    if annotation in ("Mapping[str,str]", "dict[str,str]"):
         mapping: dict[str, str] = {}
         for item in (part.strip() for part in text.split(",")):
             if not item:
@@ -77,7 +91,7 @@ def _convert(field: str, hint: Any, text: str, source: str) -> Any:
                 raise SettingError(f"{source} must be NAME=VALUE pairs separated by commas")
             mapping[name.strip()] = value.strip()
         return mapping
-    raise SettingError(f"{source} cannot be set from text (type {hint})")
+    raise SettingError(f"{source} cannot be set from text (its type is {annotation})")
 
 
 def build_config(
@@ -88,20 +102,19 @@ def build_config(
     Unknown `GUARD_CORE_*` variables and fields are refused, so that a misspelt setting
     does not silently fall back to the default.
     """
-    hints = typing.get_type_hints(SecurityConfig)
-    known = set(field_names())
+    annotations = {f.name: _annotation(f) for f in dataclasses.fields(SecurityConfig)}
     values: dict[str, Any] = {}
     for name, text in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         field = name[len(ENV_PREFIX) :].lower()
-        if field not in known:
+        if field not in annotations:
             raise SettingError(f"{name} is not a setting (no SecurityConfig field {field!r})")
-        values[field] = _convert(field, hints[field], text, name)
+        values[field] = _convert(field, annotations[field], text, name)
     for field, text in (overrides or {}).items():
-        if field not in known:
+        if field not in annotations:
             raise SettingError(f"--set {field}: no such SecurityConfig field")
-        values[field] = _convert(field, hints[field], text, f"--set {field}")
+        values[field] = _convert(field, annotations[field], text, f"--set {field}")
     try:
         return SecurityConfig(**values)
     except (TypeError, ValueError) as exc:  # SecurityConfig masks the URL's secrets itself
