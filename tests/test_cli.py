@@ -319,6 +319,7 @@ def test_unreachable_redis_is_one_line_without_the_password(args: tuple[str, ...
 
 def test_credentials_are_never_printed_when_redis_answers() -> None:
     user = ("--user", "default", "off", "--user", "ops", "on", f">{SECRET}", "~*", "&*", "+@all")
+    user += ("--user", "noinfo", "on", f">{SECRET}", "~*", "&*", "+@all", "-info")
     with LocalRedisServer(extra_args=user) as server:
         url = f"redis://ops:{SECRET}@127.0.0.1:{server.port}/0"
         env = {"GUARD_CORE_REDIS_URL": url, "GUARD_CORE_REDIS_PREFIX": "acl:"}
@@ -336,6 +337,12 @@ def test_credentials_are_never_printed_when_redis_answers() -> None:
         assert "redis://***@127.0.0.1" in ok(env, "status").stdout
         wrong = run({**env, "GUARD_CORE_REDIS_URL": url.replace(SECRET, SECRET + "x")}, "status")
         assert SECRET not in one_line_failure(wrong)
+        # a user without INFO still gets a status, without the server's details
+        no_info = {**env, "GUARD_CORE_REDIS_URL": url.replace("ops:", "noinfo:")}
+        data = as_json(no_info, "status")
+        assert data["server"] == {}  # type: ignore[index]
+        assert data["redis"]["topology"] == "unknown (INFO not permitted)"  # type: ignore[index]
+        assert "unknown (INFO not permitted)" in ok(no_info, "status").stdout
 
 
 def test_redis_disabled_is_a_clear_failure() -> None:
