@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import uuid
 from collections.abc import Iterator
 
@@ -400,3 +401,15 @@ def test_in_memory_demo_says_so() -> None:
     out = ok({}, "demo", "--in-memory").stdout
     assert 'A reports "disabled", B reports "disabled"' in out
     assert "B  request from 203.0.113.7: admitted, B never heard of A's ban" in out
+
+
+def test_a_hung_redis_is_one_line_after_one_timeout() -> None:
+    with LocalRedisServer() as server:
+        env = {"GUARD_CORE_REDIS_URL": server.url, "GUARD_CORE_REDIS_SOCKET_TIMEOUT": "0.2"}
+        assert as_json(env, "bans", "list") == {"bans": []}
+        server.send_signal(signal.SIGSTOP)
+        try:
+            line = one_line_failure(run(env, "bans", "list"))
+        finally:
+            server.send_signal(signal.SIGCONT)
+    assert "unreachable" in line and "Timeout" in line
