@@ -413,3 +413,19 @@ def test_a_hung_redis_is_one_line_after_one_timeout() -> None:
         finally:
             server.send_signal(signal.SIGCONT)
     assert "unreachable" in line and "Timeout" in line
+
+
+def test_a_change_redis_refuses_is_a_failure_not_a_silent_local_change() -> None:
+    reader = ("--user", "reader", "on", f">{SECRET}", "~*", "&*", "+@read", "+ping", "+info")
+    with LocalRedisServer(extra_args=reader) as server:
+        url = f"redis://reader:{SECRET}@127.0.0.1:{server.port}/0"
+        env = {"GUARD_CORE_REDIS_URL": url}
+        assert as_json(env, "bans", "list") == {"bans": []}
+        line = one_line_failure(run(env, "bans", "add", "192.0.2.44"))
+        assert (
+            line
+            == "guard-core: error: Redis did not take the ban of 192.0.2.44; nothing was changed"
+        )
+        line = one_line_failure(run(env, "patterns", "add", "forbidden"))
+        assert "Redis did not take the pattern" in line
+        assert as_json(env, "bans", "list") == {"bans": []}

@@ -277,6 +277,11 @@ def _pending_line(pending: dict[str, int]) -> str:
     return f"{sum(pending.values())} in this process"
 
 
+def _pending(guard: Guard, subsystem: str) -> int:
+    """Writes `subsystem` holds because Redis did not take them (from `Guard.health()`)."""
+    return int(guard.health().pending_writes.get(subsystem, 0))
+
+
 # -- bans ----------------------------------------------------------------------------------
 
 
@@ -343,7 +348,7 @@ def bans_add(session: Session, target: str, duration: str | None) -> None:
         seconds = seconds if seconds is not None else guard.config.ip_ban_default_duration
         if not guard.ip_bans.ban_ip(canonical, seconds, reason=BAN_REASON):
             raise CommandError(f"refused to ban {canonical}: loopback would lock the operator out")
-        if guard.ip_bans.pending_writes:
+        if _pending(guard, "ip_bans"):
             raise CommandError(f"Redis did not take the ban of {canonical}; nothing was changed")
         data = {"banned": canonical, "duration": seconds, "expires": when(time.time() + seconds)}
     emit(
@@ -362,7 +367,7 @@ def bans_remove(session: Session, target: str) -> None:
     canonical = _target(target)
     with session.guard() as guard:
         removed = guard.ip_bans.unban_ip(canonical)
-        if guard.ip_bans.pending_writes:
+        if _pending(guard, "ip_bans"):
             raise CommandError(f"Redis did not take the unban of {canonical}")
     message = f"lifted the ban on {canonical}" if removed else f"{canonical} was not banned"
     emit(session.as_json, {"target": canonical, "removed": removed}, lambda out: out.print(message))
@@ -535,7 +540,7 @@ def patterns_add(session: Session, pattern: str) -> None:
     """Add a custom pattern (a regular expression) for every instance."""
     with session.guard() as guard:
         guard.patterns.add_pattern(pattern)
-        if guard.patterns.pending_writes:
+        if _pending(guard, "patterns"):
             raise CommandError(f"Redis did not take the pattern {pattern!r}")
     emit(session.as_json, {"added": pattern}, lambda out: out.print(f"added pattern: {pattern}"))
 
@@ -548,7 +553,7 @@ def patterns_remove(session: Session, pattern: str) -> None:
     """Remove a custom pattern."""
     with session.guard() as guard:
         removed = guard.patterns.remove_pattern(pattern)
-        if guard.patterns.pending_writes:
+        if _pending(guard, "patterns"):
             raise CommandError(f"Redis did not take the removal of {pattern!r}")
     message = f"removed pattern: {pattern}" if removed else f"not a custom pattern: {pattern}"
     emit(session.as_json, {"pattern": pattern, "removed": removed}, lambda out: out.print(message))
