@@ -223,23 +223,18 @@ def _shared_story(server: LocalRedisServer) -> None:
         verdict = a.run(
             lambda: a.guard.rate_limiter.check(CLIENT, endpoint="/login", limit=LOGIN_LIMIT)
         )
-        _say(
-            f"   A  login from {CLIENT}: {_login(verdict)}, counted by A alone until Redis is back"
-        )
+        _say(f"   A  login from {CLIENT}: {_login(verdict)}")
+        _say("      A counts alone while the shared window is out of reach")
         attack = "/search?q=<script>alert(1)</script>"
         found = sorted({m.category for m in b.patterns.detect(attack)})
-        _say(
-            f"   B  request {attack}: attack detected ({', '.join(found) or 'none'}), "
-            "the built-in patterns need no Redis"
-        )
+        _say(f"   B  request {attack}: attack detected ({', '.join(found) or 'none'})")
+        _say("      the built-in patterns need no Redis")
 
         _step(5, "A ban during the outage")
         a.run(lambda: a.guard.ip_bans.ban_ip(STUFFER, HOUR, reason="credential stuffing"))
         pending = a.run(a.guard.health).pending_writes.get("ip_bans", 0)
-        _say(
-            f"   A  bans {STUFFER} for 1 h (credential stuffing): kept in A's memory, "
-            f"{pending} write waiting for Redis"
-        )
+        _say(f"   A  bans {STUFFER} for 1 h (credential stuffing)")
+        _say(f"      kept in A's memory, {pending} write waiting for Redis")
         banned = a.run(lambda: a.guard.ip_bans.is_ip_banned(STUFFER))
         _say(f"   A  request from {STUFFER}: {_request(banned)}")
 
@@ -280,7 +275,9 @@ def _shared_story(server: LocalRedisServer) -> None:
         banned = a.run(lambda: a.guard.ip_bans.is_ip_banned(SCANNER))
         _say(f"   A  request from {SCANNER}: {_request(banned)}, B wrote its network ban again")
         held = sorted(b.redis.keys("banned_*") or [])
-        _say(f"   Redis holds again: {', '.join(held)}")
+        _say("   Redis holds again:")
+        for key in held:
+            _say(f"      {key}")
         b.redis.delete_pattern("*")
 
 
