@@ -50,7 +50,8 @@ class OneLineError(click.ClickException):
     exit_code = 1
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"guard-core: error: {self.message}", err=True)
+        line = " ".join(self.message.split())  # one line, whatever the message held
+        click.echo(f"guard-core: error: {line}", err=True)
 
 
 @dataclass
