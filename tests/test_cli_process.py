@@ -140,3 +140,11 @@ def test_demo_recovers_with_the_outage_time_ban_replayed(demo: str) -> None:
 def test_demo_lines_fit_a_terminal(demo: str) -> None:
     assert max(len(line) for line in demo.splitlines()) <= 100
     assert "Traceback" not in demo
+
+
+def test_demo_without_redis_server_runs_in_memory_and_says_so() -> None:
+    result = guard_core("demo", env={"PATH": str(SCRIPT.parent)})  # no redis-server on PATH
+    assert result.returncode == 0, result.stderr
+    assert "redis-server is not installed, so this run keeps each instance's state" in result.stdout
+    assert "1. Start (in memory)" in result.stdout
+    assert "B  request from 203.0.113.7: admitted, B never heard of A's ban" in result.stdout
