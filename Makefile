@@ -12,7 +12,9 @@ HAND_WRITTEN := guard_core tests/conftest.py tests/support tests/_async scripts 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@# a virtualenv made before the rename to guard-core-redis holds the old distribution
+	$(PY) -m pip uninstall --quiet --yes guard-core 2>/dev/null || true
+	$(PY) -m pip install --quiet -e '.[dev,cli]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -26,7 +28,7 @@ redis-server:
 	@redis-server --version
 
 demo: venv redis-server
-	$(PY) examples/demo.py
+	$(VENV)/bin/guard-core demo
 
 test: venv redis-server
 	$(PY) -m pytest

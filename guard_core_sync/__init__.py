@@ -13,6 +13,7 @@ from guard_core.exceptions import (
     UnsupportedBackendError,
 )
 from guard_core.models import SecurityConfig, SecurityEvent
+from guard_core.version import __version__
 
 from .guard import Guard
 from .handlers.redis_handler import RedisManager
@@ -26,4 +27,5 @@ __all__ = [
     "SecurityConfig",
     "SecurityEvent",
     "UnsupportedBackendError",
+    "__version__",
 ]
