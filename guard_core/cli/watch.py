@@ -22,11 +22,9 @@ from guard_core.cli.state import (
     RATE_LIMIT,
     CommandError,
     describe_failure,
-    describe_keys,
     guard_keys,
     namespace_counts,
     read,
-    split_key,
     where,
 )
 from guard_core_sync import Guard
@@ -54,10 +52,11 @@ def take_snapshot(guard: Guard) -> Snapshot:
         return Snapshot(now, reachable=False, error=describe_failure(guard))
     try:
         counts = namespace_counts(guard)
-        ban_keys = guard_keys(guard, "banned_ips:*") + guard_keys(guard, "banned_networks:*")
-        bans = {
-            split_key(guard.config.redis_prefix, info.key)[1]: info.ttl
-            for info in describe_keys(guard, ban_keys)
+        # read from the ban indexes, as every instance does (no keyspace scan)
+        bans: dict[str, float | None] = {
+            record.target: max(0.0, round(record.expires_at - now, 1))
+            for record in guard.ip_bans.list_bans()
+            if record.shared
         }
         windows = guard_keys(guard, f"{RATE_LIMIT}:*")
         sizes = read(guard, lambda conn: _zcards(conn, windows)) if windows else []
