@@ -40,6 +40,7 @@ SEQUENCES = {("async", word): word for word in ("def", "with", "for")} | {
     ("pytest", ".", "mark", ".", "anyio"): "pytest.mark.sync",
     ("guard_core", ".", "handlers"): "guard_core_sync.handlers",
     ("guard_core", ".", "guard"): "guard_core_sync.guard",
+    ("guard_core", ".", "storage"): "guard_core_sync.storage",
     ("guard_core", ".", "request_check"): "guard_core_sync.request_check",
 }
 # Identifiers renamed wherever they stand alone.

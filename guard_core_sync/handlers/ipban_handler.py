@@ -4,7 +4,7 @@
 
 Policy only: what a ban is, who may be banned, and how local and shared knowledge combine.
 Storage (the Redis layout, the network-ban index, writing back after an outage) lives in
-`guard_core.storage`. Addresses are canonical (`::ffff:1.2.3.4` is `1.2.3.4`).
+`guard_core_sync.storage`. Addresses are canonical (`::ffff:1.2.3.4` is `1.2.3.4`).
 """
 
 from __future__ import annotations

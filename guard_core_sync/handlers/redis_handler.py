@@ -75,6 +75,9 @@ class RedisManager:
             config.redis_breaker_base_delay, config.redis_breaker_max_delay
         )
         self._agent_failing = False
+        #: Objects other layers keep per manager (the storage layer's stores), so that they
+        #: live and die with it.
+        self.attachments: dict[object, object] = {}
         self._server_run_id: str | None = None
         #: Times Redis came back after being unavailable: subsystems then write what they
         #: could not write meanwhile.

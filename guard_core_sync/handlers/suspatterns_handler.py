@@ -3,7 +3,7 @@
 """`SusPatternsManager`: built-in attack patterns plus custom ones shared through Redis.
 
 Policy only: which patterns apply and how content is scanned. The custom patterns are kept
-in Redis by `guard_core.storage` (a sorted JSON array at `patterns:custom`, changed one
+in Redis by `guard_core_sync.storage` (a sorted JSON array at `patterns:custom`, changed one
 pattern at a time by a Lua script, later change wins). Each instance caches the list
 (compiled) and re-reads it at most every `redis_state_refresh_interval` seconds, so
 `detect()` reaches Redis at most once per interval.

@@ -28,7 +28,6 @@ import math
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,9 +72,6 @@ BAN, PATTERN, DOCUMENT, WINDOW = "ban", "pattern", "document", "window"
 
 Listener = Callable[[Change, Written], None]
 
-_STORES: weakref.WeakKeyDictionary[RedisManager, dict[int, StateStore]] = (
-    weakref.WeakKeyDictionary()
-)
 _STORES_LOCK = threading.Lock()
 
 
@@ -116,10 +112,12 @@ class StateStore:
         if redis is None:
             return cls(config, None)
         with _STORES_LOCK:
-            stores = _STORES.setdefault(redis, {})
-            store = stores.get(id(config))  # the store holds `config`: its id stays unique
-            if store is None:
-                store = stores[id(config)] = cls(config, redis)
+            # kept on the manager, so that stores live and die with it
+            key = ("state_store", id(config))  # the store holds `config`: its id stays unique
+            store = redis.attachments.get(key)
+            if not isinstance(store, cls):
+                store = cls(config, redis)
+                redis.attachments[key] = store
             return store
 
     @property

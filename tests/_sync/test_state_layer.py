@@ -9,8 +9,11 @@ same, settled by when each change was made.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import json
 import logging
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -19,6 +22,7 @@ import redis
 from guard_core_sync.guard import Guard
 from guard_core.models import SecurityConfig
 from guard_core.primitives import sleep
+from guard_core_sync.storage.state_store import StateStore
 from guard_core.testing import LocalRedisServer
 from tests.support.faults import pause, resume
 
@@ -268,3 +272,14 @@ def make_guard_for_user(private_server: LocalRedisServer) -> Callable[[str], Gua
         return Guard(layer_config(private_server, redis_url=url))
 
     return make
+
+
+def test_subsystems_of_one_guard_share_one_store_that_dies_with_the_manager() -> None:
+    config = SecurityConfig(enable_redis=False)
+    guard = Guard(config)
+    assert guard.store is StateStore.of(config, guard.redis)
+    assert StateStore.of(dataclasses.replace(config), guard.redis) is not guard.store
+    store = weakref.ref(guard.store)
+    del guard
+    gc.collect()
+    assert store() is None  # no registry keeps stores (and their journals) alive
