@@ -32,6 +32,7 @@ RULES = [
     (r"\bredis\.asyncio\b", "redis"),
     (r"\baclose\b", "close"),
     (r"\bAsyncLock\b", "Lock"),
+    (r"\bAsyncSlots\b", "Slots"),
     (r"\basync_cancel_shield\b", "cancel_shield"),
     (r"\basync_sleep\b", "sleep"),
     (r"\bFakeAsyncRedis\b", "FakeRedis"),

@@ -41,11 +41,11 @@ def test_ban_is_stored_in_redis_with_expiry(shared_env: StateEnv) -> None:
     bans.ban_ip("198.51.100.4", 120)
     bans.ban_ip("2001:db8::/32", 300)
     assert state_env.inspect is not None
-    assert 0 < state_env.inspect.ttl("guard_core:banned_ips:198.51.100.4") <= 120
-    expires_at = float(state_env.inspect.get("guard_core:banned_ips:198.51.100.4"))
+    assert 0 < state_env.inspect.ttl(state_env.key("banned_ips", "198.51.100.4")) <= 120
+    expires_at = float(state_env.inspect.get(state_env.key("banned_ips", "198.51.100.4")))
     [record] = [r for r in bans.list_bans() if r.target == "198.51.100.4"]
     assert record.expires_at == pytest.approx(expires_at, abs=0.01)
-    assert 0 < state_env.inspect.ttl("guard_core:banned_networks:2001:db8::/32") <= 300
+    assert 0 < state_env.inspect.ttl(state_env.key("banned_networks", "2001:db8::/32")) <= 300
 
 
 def test_ipv4_mapped_ipv6_is_the_same_client(state_env: StateEnv) -> None:

@@ -1,0 +1,252 @@
+"""Sentinel and Cluster specifics on real local topologies (both faces).
+
+The whole subsystem suite already runs on both topologies (the `backend`, `state_env` and
+`shared_env` fixtures); these tests cover what only a topology has: keys spread over
+several primaries, a resharded slot, a failover.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from redis.crc import key_slot
+
+from guard_core.guard import Guard
+from guard_core.handlers.ipban_handler import IPBanManager
+from guard_core.handlers.ratelimit_handler import RateLimitManager
+from guard_core.handlers.redis_handler import RedisManager
+from guard_core.keys import build_key
+from guard_core.models import SecurityConfig
+from guard_core.primitives import async_sleep
+from guard_core.testing import LocalRedisCluster, LocalRedisSentinel
+from tests.support.backends import Backend
+from tests.support.workers import ASYNC_WORKERS, run_async_workers
+
+pytestmark = pytest.mark.anyio
+
+IDENTIFIERS = [f"10.1.{n // 250}.{n % 250}" for n in range(60)]
+
+
+def topology_config(url: str, **fields: object) -> SecurityConfig:
+    """Short timeouts and a quick breaker: a failover is noticed and left fast."""
+    settings: dict[str, object] = {
+        "redis_url": url,
+        "redis_connect_timeout": 0.5,
+        "redis_socket_timeout": 0.5,
+        "redis_breaker_base_delay": 0.05,
+        "redis_breaker_max_delay": 0.5,
+        "redis_state_refresh_interval": 0.01,
+    }
+    settings.update(fields)
+    return SecurityConfig(**settings)  # type: ignore[arg-type]
+
+
+def primaries_holding(cluster: LocalRedisCluster, full_keys: list[str]) -> set[int]:
+    return {cluster.port_of_slot(key_slot(key.encode())) for key in full_keys}
+
+
+# -- Cluster ------------------------------------------------------------------------------
+
+
+async def test_cluster_operations_span_every_primary_without_crossslot(
+    backend_cluster: Backend, redis_cluster: LocalRedisCluster
+) -> None:
+    manager = RedisManager(SecurityConfig(redis_url=backend_cluster.url))
+    await manager.initialize()
+    try:
+        entries = {ip: (f"v{ip}", 600) for ip in IDENTIFIERS}
+        assert await manager.set_many("banned_ips", entries) is True
+        full_keys = [backend_cluster.key("banned_ips", ip) for ip in IDENTIFIERS]
+        assert len(primaries_holding(redis_cluster, full_keys)) == len(redis_cluster.nodes)
+        assert await manager.get_many("banned_ips", [*IDENTIFIERS, "absent"]) == [
+            *(f"v{ip}" for ip in IDENTIFIERS),
+            None,
+        ]
+        found = await manager.keys("banned_ips:*")
+        assert found is not None
+        assert sorted(found) == sorted(full_keys)
+        assert sorted(manager.key_part("banned_ips", key) for key in found) == sorted(IDENTIFIERS)
+        assert sorted(await manager.keys("banned_ips:10.1.0.1*") or []) == sorted(
+            backend_cluster.key("banned_ips", ip) for ip in IDENTIFIERS if ip.startswith("10.1.0.1")
+        )
+        # one identifier's keys in several namespaces: one slot, so a transaction works
+        assert await manager.incr("counter", IDENTIFIERS[0], ttl=60) == 1
+        assert await manager.incr("counter", IDENTIFIERS[0], ttl=60) == 2
+        assert 0 < backend_cluster.inspect.ttl(backend_cluster.key("counter", IDENTIFIERS[0])) <= 60
+        assert await manager.delete_pattern("banned_ips:*") == len(IDENTIFIERS)
+        assert await manager.keys("banned_ips:*") == []
+        assert await manager.exists("counter", IDENTIFIERS[0]) is True
+    finally:
+        await manager.close()
+
+
+async def test_subsystems_survive_a_resharded_slot(
+    backend_cluster: Backend, redis_cluster: LocalRedisCluster
+) -> None:
+    config = SecurityConfig(redis_url=backend_cluster.url)
+    manager = RedisManager(config)
+    await manager.initialize()
+    bans = IPBanManager(config, manager)
+    limiter = RateLimitManager(config, manager)
+    moving = IDENTIFIERS[7]
+    try:
+        for ip in IDENTIFIERS[:10]:
+            assert await bans.ban_ip(ip, 600, reason="before the reshard")
+        assert (await limiter.check(moving, limit=100, window=60)).allowed
+        slot = key_slot(backend_cluster.key("banned_ips", moving).encode())
+        # the key part is the hash tag: the same key part in another namespace, same slot
+        assert slot == key_slot(backend_cluster.key("other", moving).encode())
+        target = next(
+            n.port for n in redis_cluster.nodes if n.port != redis_cluster.port_of_slot(slot)
+        )
+        source = redis_cluster.begin_migration(slot, target)
+        try:
+            # half-way: some of the slot's keys moved (ASK), the others not yet
+            assert redis_cluster.migrate_keys(slot, source, target, 1) == 1
+            fresh = IPBanManager(config, manager)  # nothing in memory: answers from Redis
+            for ip in IDENTIFIERS[:10]:
+                assert await fresh.is_ip_banned(ip)
+            assert (await limiter.check(moving, limit=100, window=60)).allowed
+            assert await manager.get_many("banned_ips", IDENTIFIERS[:10]) is not None
+        finally:
+            redis_cluster.finish_migration(slot, source, target)
+        # the slot now lives elsewhere: the client's slot map is stale (MOVED)
+        assert redis_cluster.port_of_slot(slot) == target
+        fresh = IPBanManager(config, manager)
+        for ip in IDENTIFIERS[:10]:
+            assert await fresh.is_ip_banned(ip)
+        verdict = await limiter.check(moving, limit=100, window=60)
+        assert verdict.allowed
+        assert await bans.unban_ip(moving)
+        assert not await IPBanManager(config, manager).is_ip_banned(moving)
+        assert manager.available
+        assert manager.breaker_snapshot()["times_opened"] == 0
+    finally:
+        await manager.close()
+
+
+# -- Sentinel ---------------------------------------------------------------------------
+
+
+async def test_master_is_found_through_the_sentinels(
+    backend_sentinel: Backend, redis_sentinel: LocalRedisSentinel
+) -> None:
+    manager = RedisManager(SecurityConfig(redis_url=backend_sentinel.url))
+    await manager.initialize()
+    try:
+        assert await manager.set_key("ns", "k", "via sentinel") is True
+        with redis.Redis(port=redis_sentinel.master_port(), decode_responses=True) as master:
+            assert master.get("guard_core:ns:k") == "via sentinel"
+    finally:
+        await manager.close()
+
+
+async def test_readonly_reply_sends_the_client_back_to_the_sentinels(
+    backend_sentinel: Backend, redis_sentinel: LocalRedisSentinel
+) -> None:
+    manager = RedisManager(SecurityConfig(redis_url=backend_sentinel.url))
+    await manager.initialize()
+    try:
+        master_port = redis_sentinel.master_port()
+        replica = next(s for s in redis_sentinel.servers if s.port != master_port)
+        async with manager.get_connection() as client:
+            pool: Any = client.connection_pool
+        # the state right after a demotion the client has not noticed: the pool believes
+        # the master is a server that is now a replica, and holds a connection open to it
+        connection = await pool.get_connection()
+        await connection.disconnect()
+        await connection.connect_to(("127.0.0.1", replica.port))
+        connection.connection_pool.master_address = ("127.0.0.1", replica.port)
+        await pool.release(connection)
+        assert await manager.set_key("ns", "readonly", "written") is True
+        assert connection.port == master_port  # reconnected where the sentinels point
+        assert manager.available
+        with redis.Redis(port=master_port, decode_responses=True) as master:
+            assert master.get("guard_core:ns:readonly") == "written"
+    finally:
+        await manager.close()
+
+
+@pytest.fixture(scope="module")
+def failover_topology() -> Iterator[LocalRedisSentinel]:
+    """A Sentinel topology of these tests' own: they demote and kill its master."""
+    with LocalRedisSentinel(service="guard-failover") as topology:
+        yield topology
+
+
+def replicate_everything(topology: LocalRedisSentinel) -> None:
+    """Wait until the replica holds every write made so far (replication is one ordered
+    stream: once a later write is acknowledged by WAIT, the earlier ones are there too)."""
+    with redis.Redis(port=topology.master_port(), decode_responses=True) as master:
+        master.set("replication-marker", "1")
+        assert master.execute_command("WAIT", 1, 5000) >= 1
+
+
+async def test_demoted_master_sends_writes_to_the_new_master(
+    failover_topology: LocalRedisSentinel,
+) -> None:
+    failover_topology.heal()
+    manager = RedisManager(topology_config(failover_topology.url))
+    await manager.initialize()
+    try:
+        assert await manager.set_key("ns", "before", "1") is True  # pooled connection
+        replicate_everything(failover_topology)
+        old_port = failover_topology.master_port()
+        new_port = failover_topology.failover()
+        assert new_port != old_port
+        # the demoted master dropped the pooled connection: the retry asks the sentinels
+        # again instead of reconnecting to the old address
+        assert await manager.set_key("ns", "after", "2") is True
+        with redis.Redis(port=new_port, decode_responses=True) as master:
+            assert master.mget("guard_core:ns:before", "guard_core:ns:after") == ["1", "2"]
+        assert await manager.get_key("ns", "before") == "1"
+        assert manager.restarts == 0  # another server, not a restarted one
+    finally:
+        await manager.close()
+
+
+async def test_sentinel_failover_mid_load_loses_no_replicated_ban(
+    failover_topology: LocalRedisSentinel,
+) -> None:
+    failover_topology.heal()
+    config = topology_config(failover_topology.url, redis_prefix="failover:")
+    bans = [f"203.0.113.{n}" for n in range(1, 21)]
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(404)))
+    async with Guard(config, http_client=client) as guard, Guard(config) as observer:
+        for ip in bans:
+            assert await guard.ip_bans.ban_ip(ip, 600, reason="before the failover")
+        replicate_everything(failover_topology)
+        old_port = failover_topology.master_port()
+
+        async def load(index: int) -> None:
+            for step in range(6):
+                if index == 0 and step == 1:
+                    failover_topology.kill_master()
+                client_ip = f"198.51.100.{index % 250}"
+                assert isinstance(await guard.ip_bans.is_ip_banned(client_ip), bool)
+                verdict = await guard.rate_limiter.check(client_ip, limit=10_000, window=60)
+                assert isinstance(verdict.allowed, bool)
+                assert await guard.ip_bans.is_ip_banned(bans[index % len(bans)])
+
+        await run_async_workers(ASYNC_WORKERS, load)
+        new_port = failover_topology.wait_for_new_master(old_port)
+        # shared mode comes back by itself: keep calling, never initialize() by hand
+        for _ in range(400):
+            if guard.redis.available and await guard.redis.ping():
+                break
+            assert await guard.ip_bans.is_ip_banned(bans[0])
+            await async_sleep(0.025)
+        assert guard.redis.available
+        after = "203.0.113.200"
+        assert await guard.ip_bans.ban_ip(after, 600, reason="after the failover")
+        # bans made before (replicated) and after are in the new master, seen by others
+        reader = IPBanManager(config, observer.redis)
+        for ip in [*bans, after]:
+            assert await reader.is_ip_banned(ip)
+        with redis.Redis(port=new_port, decode_responses=True) as master:
+            stored = [build_key("failover:", "banned_ips", ip) for ip in [*bans, after]]
+            assert master.exists(*stored) == len(stored)
