@@ -79,7 +79,7 @@ def _retry(config: SecurityConfig) -> Retry:
     )
 
 
-def _tls_options(target: RedisTarget) -> dict[str, Any]:
+def tls_options(target: RedisTarget) -> dict[str, Any]:
     """redis-py keywords for the URL's TLS settings (none without TLS)."""
     if not target.tls:
         return {}
@@ -115,6 +115,14 @@ class SentinelMasterConnection(SentinelManagedConnection):
             self.host, self.port = self.connection_pool.get_master_address()
         parent.connect_check_health(*args, **kwargs)
 
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        """A reply that cannot be read (e.g. bytes that are not UTF-8) drops the connection,
+        as on a single server: redis-py's sync Sentinel connection would otherwise keep the
+        rest of that reply and hand it to the next command."""
+        kwargs.setdefault("disconnect_on_error", True)
+        parent: Any = super()
+        return parent.read_response(*args, **kwargs)
+
 
 class SentinelMasterSSLConnection(SentinelMasterConnection, SSLConnection):
     """`SentinelMasterConnection` over TLS."""
@@ -147,7 +155,7 @@ def _sentinel_client(
     """The master of `target.service_name`, found through the sentinels and found again
     after a failover (a READONLY reply from a demoted master drops the connection, and the
     retry asks the sentinels again)."""
-    tls = _tls_options(target)
+    tls = tls_options(target)
     sentinel_kwargs: dict[str, Any] = {
         "socket_connect_timeout": config.redis_connect_timeout,
         "socket_timeout": config.redis_socket_timeout,
@@ -214,5 +222,5 @@ def _cluster_client(config: SecurityConfig, target: RedisTarget) -> GuardRedisCl
         ),
         username=target.username,
         password=target.password,
-        **_tls_options(target),
+        **tls_options(target),
     )

@@ -18,10 +18,16 @@ from redis.crc import key_slot
 from guard_core.guard import Guard
 from guard_core.handlers.ipban_handler import IPBanManager
 from guard_core.handlers.ratelimit_handler import RateLimitManager
+from guard_core.handlers.redis_client import (
+    SentinelMasterSSLConnection,
+    build_client,
+    tls_options,
+)
 from guard_core.handlers.redis_handler import RedisManager
 from guard_core.keys import build_key
 from guard_core.models import SecurityConfig
 from guard_core.primitives import async_sleep
+from guard_core.redis_url import parse_redis_url
 from guard_core.testing import LocalRedisCluster, LocalRedisSentinel
 from tests.support.backends import Backend
 from tests.support.workers import ASYNC_WORKERS, run_async_workers
@@ -47,6 +53,37 @@ def topology_config(url: str, **fields: object) -> SecurityConfig:
 
 def primaries_holding(cluster: LocalRedisCluster, full_keys: list[str]) -> set[int]:
     return {cluster.port_of_slot(key_slot(key.encode())) for key in full_keys}
+
+
+# -- clients built from the URL (no network) ---------------------------------------------
+
+
+async def test_tls_topology_urls_build_tls_clients() -> None:
+    ca = "/etc/guard-test/ca.pem"
+    # (a sync Cluster client connects when built: its TLS options are checked as such)
+    cluster = tls_options(parse_redis_url(f"rediss+cluster://127.0.0.1:7000?ssl_ca_certs={ca}"))
+    assert cluster == {
+        "ssl": True,
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": True,
+        "ssl_ca_certs": ca,
+    }
+    assert tls_options(parse_redis_url("redis+cluster://127.0.0.1:7000")) == {}
+    sentinel: Any = build_client(
+        SecurityConfig(
+            redis_url=f"rediss+sentinel://:pw@127.0.0.1:26379/svc?ssl_ca_certs={ca}"
+            "&sentinel_password=sp"
+        )
+    )
+    pool = sentinel.connection_pool
+    assert issubclass(pool.connection_class, SentinelMasterSSLConnection)
+    assert (pool.connection_kwargs["ssl_ca_certs"], pool.connection_kwargs["password"]) == (
+        ca,
+        "pw",
+    )
+    watcher = sentinel.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
+    assert (watcher["ssl_ca_certs"], watcher["password"]) == (ca, "sp")
+    await sentinel.aclose()
 
 
 # -- Cluster ------------------------------------------------------------------------------
@@ -205,6 +242,7 @@ async def test_demoted_master_sends_writes_to_the_new_master(
             assert master.mget("guard_core:ns:before", "guard_core:ns:after") == ["1", "2"]
         assert await manager.get_key("ns", "before") == "1"
         assert manager.restarts == 0  # another server, not a restarted one
+        assert manager.breaker_snapshot()["times_opened"] == 0  # no outage was seen
     finally:
         await manager.close()
 
