@@ -68,6 +68,11 @@ class AsyncSlots:
 
     async def acquire(self) -> bool:
         """True once a slot is held; False when none came free within the timeout."""
+        try:
+            self._semaphore.acquire_nowait()  # the usual case: no cancel scope, no wait
+            return True
+        except anyio.WouldBlock:
+            pass
         with anyio.move_on_after(self._timeout):
             await self._semaphore.acquire()
             return True

@@ -26,7 +26,7 @@ from guard_core.handlers.redis_client import (
 from guard_core.handlers.redis_handler import RedisManager
 from guard_core.keys import build_key
 from guard_core.models import SecurityConfig
-from guard_core.primitives import async_sleep
+from guard_core.primitives import AsyncSlots, async_sleep
 from guard_core.redis_url import parse_redis_url
 from guard_core.testing import LocalRedisCluster, LocalRedisSentinel
 from tests.support.backends import Backend
@@ -84,6 +84,18 @@ async def test_tls_topology_urls_build_tls_clients() -> None:
     watcher = sentinel.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
     assert (watcher["ssl_ca_certs"], watcher["password"]) == (ca, "sp")
     await sentinel.aclose()
+
+
+async def test_slots_wait_for_a_free_one_and_give_up_after_their_timeout() -> None:
+    """What bounds a Cluster manager's commands in flight (its client refuses when full)."""
+    slots = AsyncSlots(2, 0.05)
+    assert await slots.acquire()
+    assert await slots.acquire()
+    assert not await slots.acquire()  # none came free within the timeout
+    slots.release()
+    assert await slots.acquire()
+    slots.release()
+    slots.release()
 
 
 # -- Cluster ------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from guard_core_sync.handlers.redis_client import (
 from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core.keys import build_key
 from guard_core.models import SecurityConfig
-from guard_core.primitives import sleep
+from guard_core.primitives import Slots, sleep
 from guard_core.redis_url import parse_redis_url
 from guard_core.testing import LocalRedisCluster, LocalRedisSentinel
 from tests.support.backends import Backend
@@ -86,6 +86,18 @@ def test_tls_topology_urls_build_tls_clients() -> None:
     watcher = sentinel.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
     assert (watcher["ssl_ca_certs"], watcher["password"]) == (ca, "sp")
     sentinel.close()
+
+
+def test_slots_wait_for_a_free_one_and_give_up_after_their_timeout() -> None:
+    """What bounds a Cluster manager's commands in flight (its client refuses when full)."""
+    slots = Slots(2, 0.05)
+    assert slots.acquire()
+    assert slots.acquire()
+    assert not slots.acquire()  # none came free within the timeout
+    slots.release()
+    assert slots.acquire()
+    slots.release()
+    slots.release()
 
 
 # -- Cluster ------------------------------------------------------------------------------
