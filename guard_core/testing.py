@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlencode
 
 import redis
@@ -234,13 +235,15 @@ def _client(port: int) -> redis.Redis:
 
 
 class LocalRedisCluster:
-    """A Redis Cluster of `primaries` primaries (no replicas), each a `LocalRedisServer`
-    on a free 127.0.0.1 port, slots spread by `redis-cli --cluster create` (use as a
-    context manager)."""
+    """A Redis Cluster of `primaries` primaries with `replicas` replicas each, every node a
+    `LocalRedisServer` on a free 127.0.0.1 port, slots spread by `redis-cli --cluster
+    create` (use as a context manager). A replica takes over a primary that stays silent
+    for `node_timeout_ms`."""
 
-    def __init__(self, primaries: int = 3, node_timeout_ms: int = 2000) -> None:
+    def __init__(self, primaries: int = 3, replicas: int = 0, node_timeout_ms: int = 2000) -> None:
         if primaries < 3:
             raise ValueError("a Redis Cluster needs at least 3 primaries")
+        self.replicas = replicas
         self.nodes = [
             LocalRedisServer(
                 extra_args=(
@@ -255,7 +258,7 @@ class LocalRedisCluster:
                     str(free_port()),
                 )
             )
-            for _ in range(primaries)
+            for _ in range(primaries * (1 + replicas))
         ]
 
     @property
@@ -279,7 +282,7 @@ class LocalRedisCluster:
                     "create",
                     *addresses,
                     "--cluster-replicas",
-                    "0",
+                    str(self.replicas),
                     "--cluster-yes",
                 ],
                 check=True,
@@ -292,14 +295,38 @@ class LocalRedisCluster:
             raise
         return self
 
+    def _running(self) -> list[LocalRedisServer]:
+        return [node for node in self.nodes if node.running]
+
     def _all_ok(self) -> bool:
-        for node in self.nodes:
+        """Every running node says ok and knows every node; every replica is in sync."""
+        for node in self._running():
             with _client(node.port) as client:
                 info = client.execute_command("CLUSTER", "INFO")
                 known = str(client.execute_command("CLUSTER", "NODES")).splitlines()
                 if _field(info, "cluster_state") != "ok" or len(known) != len(self.nodes):
                     return False
+                replication = client.info("replication")
+                if (
+                    replication["role"] != "master"
+                    and replication.get("master_link_status") != "up"
+                ):
+                    return False
         return True
+
+    def _slots(self) -> list[Any]:
+        """CLUSTER SLOTS as the first running node answers it."""
+        for node in self._running():
+            try:
+                with _client(node.port) as client:
+                    return list(client.execute_command("CLUSTER", "SLOTS"))
+            except redis.RedisError:
+                continue
+        raise RuntimeError("no cluster node answers")
+
+    def primary_ports(self) -> list[int]:
+        """Ports of the primaries serving slots now."""
+        return sorted({int(primary[1]) for _, _, primary, *_ in self._slots()})
 
     def node_id(self, port: int) -> str:
         with _client(port) as client:
@@ -307,11 +334,26 @@ class LocalRedisCluster:
 
     def port_of_slot(self, slot: int) -> int:
         """The port of the primary serving `slot` now."""
-        with _client(self.nodes[0].port) as client:
-            for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
-                if int(start) <= slot <= int(end):
-                    return int(primary[1])
+        for start, end, primary, *_ in self._slots():
+            if int(start) <= slot <= int(end):
+                return int(primary[1])
         raise RuntimeError(f"slot {slot} is not served")
+
+    def kill_primary_of(self, slot: int) -> int:
+        """SIGKILL the primary serving `slot`; returns its port."""
+        port = self.port_of_slot(slot)
+        next(node for node in self.nodes if node.port == port).send_signal(signal.SIGKILL)
+        return port
+
+    def wait_for_failover(self, slot: int, old_port: int, timeout: float = 30.0) -> int:
+        """Wait until a replica serves `slot` in place of `old_port` and the cluster is ok;
+        returns the new primary's port."""
+
+        def promoted() -> bool:
+            return self.port_of_slot(slot) != old_port and self._all_ok()
+
+        _wait_for(f"a replica to take over slot {slot}", promoted, timeout)
+        return self.port_of_slot(slot)
 
     def begin_migration(self, slot: int, target_port: int) -> int:
         """Mark `slot` as migrating to the node on `target_port`; returns the source port."""
@@ -368,9 +410,9 @@ class LocalRedisCluster:
         return False
 
     def flush(self) -> None:
-        """Empty every primary."""
-        for node in self.nodes:
-            with _client(node.port) as client:
+        """Empty every primary (the replicas follow)."""
+        for port in self.primary_ports():
+            with _client(port) as client:
                 client.flushall()
 
     def stop(self) -> None:

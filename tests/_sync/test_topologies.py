@@ -53,6 +53,11 @@ def topology_config(url: str, **fields: object) -> SecurityConfig:
     return SecurityConfig(**settings)  # type: ignore[arg-type]
 
 
+def count_keys_in_slot(port: int, slot: int) -> int:
+    with redis.Redis(port=port) as node:
+        return int(node.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot))
+
+
 def primaries_holding(cluster: LocalRedisCluster, full_keys: list[str]) -> set[int]:
     return {cluster.port_of_slot(key_slot(key.encode())) for key in full_keys}
 
@@ -158,11 +163,14 @@ def test_subsystems_survive_a_resharded_slot(
         try:
             # half-way: some of the slot's keys moved (ASK), the others not yet
             assert redis_cluster.migrate_keys(slot, source, target, 1) == 1
+            assert count_keys_in_slot(source, slot) == 0  # so reads of it are answered ASK
+            assert count_keys_in_slot(target, slot) == 1
             fresh = IPBanManager(config, manager)  # nothing in memory: answers from Redis
             for ip in IDENTIFIERS[:10]:
                 assert fresh.is_ip_banned(ip)
             assert (limiter.check(moving, limit=100, window=60)).allowed
             assert manager.get_many("banned_ips", IDENTIFIERS[:10]) is not None
+            assert bans.ban_ip(moving, 900, reason="rewritten mid-migration")
         finally:
             redis_cluster.finish_migration(slot, source, target)
         # the slot now lives elsewhere: the client's slot map is stale (MOVED)
@@ -302,3 +310,66 @@ def test_sentinel_failover_mid_load_loses_no_replicated_ban(
         with redis.Redis(port=new_port, decode_responses=True) as master:
             stored = [build_key("failover:", "banned_ips", ip) for ip in [*bans, after]]
             assert master.exists(*stored) == len(stored)
+
+
+@pytest.fixture(scope="module")
+def replicated_cluster() -> Iterator[LocalRedisCluster]:
+    """A Cluster of these tests' own, one replica per primary: they kill a primary."""
+    with LocalRedisCluster(replicas=1) as cluster:
+        yield cluster
+
+
+def replicate_cluster(cluster: LocalRedisCluster) -> None:
+    """Wait until every primary's replica holds every write made so far (one marker write
+    per primary, acknowledged by WAIT: the earlier writes are in the stream before it)."""
+    for port in cluster.primary_ports():
+        marker = next(
+            f"marker-{n}"
+            for n in range(100_000)
+            if cluster.port_of_slot(key_slot(f"marker-{n}".encode())) == port
+        )
+        with redis.Redis(port=port, decode_responses=True) as primary:
+            primary.set(marker, "1")
+            assert primary.execute_command("WAIT", 1, 5000) >= 1
+
+
+def test_cluster_primary_killed_mid_load_fails_over_by_itself(
+    replicated_cluster: LocalRedisCluster,
+) -> None:
+    config = topology_config(replicated_cluster.url, redis_prefix="failover:")
+    bans = [f"203.0.113.{n}" for n in range(1, 31)]
+    with Guard(config) as guard, Guard(config) as observer:
+        for ip in bans:
+            assert guard.ip_bans.ban_ip(ip, 600, reason="before the failover")
+        replicate_cluster(replicated_cluster)
+        slot = key_slot(build_key("failover:", "banned_ips", bans[0], cluster=True).encode())
+        old_port = -1
+
+        def load(index: int) -> None:
+            nonlocal old_port
+            for step in range(6):
+                if index == 0 and step == 1:
+                    old_port = replicated_cluster.kill_primary_of(slot)
+                client_ip = f"198.51.100.{index % 250}"
+                assert isinstance(guard.ip_bans.is_ip_banned(client_ip), bool)
+                verdict = guard.rate_limiter.check(client_ip, limit=10_000, window=60)
+                assert isinstance(verdict.allowed, bool)
+                assert guard.ip_bans.is_ip_banned(bans[index % len(bans)])
+
+        run_workers(WORKERS, load)
+        new_port = replicated_cluster.wait_for_failover(slot, old_port)
+        assert new_port != old_port
+        # shared mode comes back by itself: a reader without local state sees the ban in
+        # Redis again once the client has found the promoted replica
+        reader = IPBanManager(config, observer.redis)
+        for _ in range(400):
+            if reader.is_ip_banned(bans[0]) and guard.redis.available:
+                break
+            assert guard.ip_bans.is_ip_banned(bans[0])
+            sleep(0.025)
+        assert guard.redis.available
+        for ip in bans:
+            assert reader.is_ip_banned(ip)
+        after = "203.0.113.200"
+        assert guard.ip_bans.ban_ip(after, 600, reason="after the failover")
+        assert IPBanManager(config, observer.redis).is_ip_banned(after)
