@@ -158,6 +158,8 @@ def _sentinel_client(
         "socket_connect_timeout": config.redis_connect_timeout,
         "socket_timeout": config.redis_socket_timeout,
         "decode_responses": True,
+        # redis-py's default would retry each sentinel 3 times with backoff up to 10 s
+        "retry": _retry(config),
         **tls,
     }
     sentinel_username = target.option("sentinel_username")

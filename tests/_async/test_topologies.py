@@ -7,6 +7,7 @@ several primaries, a resharded slot, a failover.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from guard_core.exceptions import GuardRedisError
 from guard_core.guard import Guard
 from guard_core.handlers.ipban_handler import IPBanManager
 from guard_core.handlers.ratelimit_handler import RateLimitManager
@@ -28,7 +30,8 @@ from guard_core.keys import build_key
 from guard_core.models import SecurityConfig
 from guard_core.primitives import AsyncSlots, async_sleep
 from guard_core.redis_url import parse_redis_url
-from guard_core.testing import LocalRedisCluster, LocalRedisSentinel
+from guard_core.testing import LocalRedisCluster, LocalRedisSentinel, free_port
+from tests.support.agents import AsyncRecordingAgent
 from tests.support.backends import Backend
 from tests.support.workers import ASYNC_WORKERS, run_async_workers
 
@@ -101,6 +104,27 @@ async def test_slots_wait_for_a_free_one_and_give_up_after_their_timeout() -> No
     assert await slots.acquire()
     slots.release()
     slots.release()
+
+
+@pytest.mark.parametrize("scheme", ["redis+sentinel", "redis+cluster"])
+async def test_unreachable_topology_fails_with_503_and_no_password(
+    scheme: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="guard_core")
+    secret = "s3cr3t-topology"
+    path = "/svc" if scheme == "redis+sentinel" else ""
+    url = f"{scheme}://app:{secret}@127.0.0.1:{free_port()},127.0.0.1:{free_port()}{path}"
+    manager = RedisManager(topology_config(url))
+    agent = AsyncRecordingAgent()
+    await manager.initialize_agent(agent)
+    with pytest.raises(GuardRedisError) as raised:
+        await manager.initialize()
+    assert raised.value.status_code == 503
+    with pytest.raises(GuardRedisError):  # failing fast now, still a 503
+        await manager.get_key("ns", "k")
+    texts = [caplog.text, str(raised.value), *(repr(event) for event in agent.events)]
+    assert agent.events and all(secret not in text for text in texts)
+    await manager.close()
 
 
 # -- Cluster ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ several primaries, a resharded slot, a failover.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from guard_core.exceptions import GuardRedisError
 from guard_core_sync.guard import Guard
 from guard_core_sync.handlers.ipban_handler import IPBanManager
 from guard_core_sync.handlers.ratelimit_handler import RateLimitManager
@@ -30,7 +32,8 @@ from guard_core.keys import build_key
 from guard_core.models import SecurityConfig
 from guard_core.primitives import Slots, sleep
 from guard_core.redis_url import parse_redis_url
-from guard_core.testing import LocalRedisCluster, LocalRedisSentinel
+from guard_core.testing import LocalRedisCluster, LocalRedisSentinel, free_port
+from tests.support.agents import RecordingAgent
 from tests.support.backends import Backend
 from tests.support.workers import WORKERS, run_workers
 
@@ -103,6 +106,27 @@ def test_slots_wait_for_a_free_one_and_give_up_after_their_timeout() -> None:
     assert slots.acquire()
     slots.release()
     slots.release()
+
+
+@pytest.mark.parametrize("scheme", ["redis+sentinel", "redis+cluster"])
+def test_unreachable_topology_fails_with_503_and_no_password(
+    scheme: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="guard_core")
+    secret = "s3cr3t-topology"
+    path = "/svc" if scheme == "redis+sentinel" else ""
+    url = f"{scheme}://app:{secret}@127.0.0.1:{free_port()},127.0.0.1:{free_port()}{path}"
+    manager = RedisManager(topology_config(url))
+    agent = RecordingAgent()
+    manager.initialize_agent(agent)
+    with pytest.raises(GuardRedisError) as raised:
+        manager.initialize()
+    assert raised.value.status_code == 503
+    with pytest.raises(GuardRedisError):  # failing fast now, still a 503
+        manager.get_key("ns", "k")
+    texts = [caplog.text, str(raised.value), *(repr(event) for event in agent.events)]
+    assert agent.events and all(secret not in text for text in texts)
+    manager.close()
 
 
 # -- Cluster ------------------------------------------------------------------------------
