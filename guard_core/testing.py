@@ -224,7 +224,19 @@ def _field(info: object, name: str) -> str | None:
     return None
 
 
-def _client(port: int) -> redis.Redis:
+def _client(port: int, tls: ServerTLS | None = None) -> redis.Redis:
+    if tls is not None:
+        return redis.Redis(
+            host="127.0.0.1",
+            port=port,
+            decode_responses=True,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            ssl=True,
+            ssl_ca_certs=tls.ca_file,
+            ssl_certfile=tls.client_cert_file,
+            ssl_keyfile=tls.client_key_file,
+        )
     return redis.Redis(
         host="127.0.0.1",
         port=port,
@@ -240,13 +252,34 @@ class LocalRedisCluster:
     create` (use as a context manager). A replica takes over a primary that stays silent
     for `node_timeout_ms`."""
 
-    def __init__(self, primaries: int = 3, replicas: int = 0, node_timeout_ms: int = 2000) -> None:
+    def __init__(
+        self,
+        primaries: int = 3,
+        replicas: int = 0,
+        node_timeout_ms: int = 2000,
+        tls: ServerTLS | None = None,
+    ) -> None:
         if primaries < 3:
             raise ValueError("a Redis Cluster needs at least 3 primaries")
         self.replicas = replicas
+        self.tls = tls
+        # with TLS the nodes speak it to clients, to each other and to their replicas; on
+        # the cluster bus they always verify each other, with the client certificate
+        tls_args: tuple[str, ...] = ()
+        if tls is not None:
+            if tls.client_cert_file is None or tls.client_key_file is None:
+                raise ValueError("a TLS cluster needs client_cert_file and client_key_file")
+            tls_args = (
+                "--tls-cluster", "yes",
+                "--tls-replication", "yes",
+                "--tls-client-cert-file", tls.client_cert_file,
+                "--tls-client-key-file", tls.client_key_file,
+            )  # fmt: skip
         self.nodes = [
             LocalRedisServer(
+                tls=tls,
                 extra_args=(
+                    *tls_args,
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -256,15 +289,22 @@ class LocalRedisCluster:
                     # the bus port on a free port too (by default it is port + 10000)
                     "--cluster-port",
                     str(free_port()),
-                )
+                ),
             )
             for _ in range(primaries * (1 + replicas))
         ]
 
     @property
     def url(self) -> str:
-        """`redis+cluster://127.0.0.1:p1,127.0.0.1:p2,...`"""
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        """`redis+cluster://127.0.0.1:p1,127.0.0.1:p2,...` (`rediss+cluster://...?ssl_...`
+        with TLS)."""
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        if self.tls is None:
+            return f"redis+cluster://{hosts}"
+        return f"rediss+cluster://{hosts}?{_tls_url_query(self.tls)}"
+
+    def _client(self, port: int) -> redis.Redis:
+        return _client(port, self.tls)
 
     def start(self) -> LocalRedisCluster:
         """Start the nodes, join them into one cluster and wait until every node says ok."""
@@ -275,9 +315,16 @@ class LocalRedisCluster:
             if cli is None:
                 raise RuntimeError("redis-cli is not installed (it comes with redis-server)")
             addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            tls_cli: list[str] = []
+            if self.tls is not None:
+                tls_cli = ["--tls", "--cacert", self.tls.ca_file]
+                if self.tls.client_cert_file and self.tls.client_key_file:
+                    tls_cli += ["--cert", self.tls.client_cert_file]
+                    tls_cli += ["--key", self.tls.client_key_file]
             subprocess.run(
                 [
                     cli,
+                    *tls_cli,
                     "--cluster",
                     "create",
                     *addresses,
@@ -301,7 +348,7 @@ class LocalRedisCluster:
     def _all_ok(self) -> bool:
         """Every running node says ok and knows every node; every replica is in sync."""
         for node in self._running():
-            with _client(node.port) as client:
+            with self._client(node.port) as client:
                 info = client.execute_command("CLUSTER", "INFO")
                 known = str(client.execute_command("CLUSTER", "NODES")).splitlines()
                 if _field(info, "cluster_state") != "ok" or len(known) != len(self.nodes):
@@ -318,7 +365,7 @@ class LocalRedisCluster:
         """CLUSTER SLOTS as the first running node answers it."""
         for node in self._running():
             try:
-                with _client(node.port) as client:
+                with self._client(node.port) as client:
                     return list(client.execute_command("CLUSTER", "SLOTS"))
             except redis.RedisError:
                 continue
@@ -329,7 +376,7 @@ class LocalRedisCluster:
         return sorted({int(primary[1]) for _, _, primary, *_ in self._slots()})
 
     def node_id(self, port: int) -> str:
-        with _client(port) as client:
+        with self._client(port) as client:
             return str(client.execute_command("CLUSTER", "MYID"))
 
     def port_of_slot(self, slot: int) -> int:
@@ -360,7 +407,7 @@ class LocalRedisCluster:
         source_port = self.port_of_slot(slot)
         if source_port == target_port:
             raise ValueError(f"slot {slot} is served by {target_port} already")
-        with _client(target_port) as target, _client(source_port) as source:
+        with self._client(target_port) as target, self._client(source_port) as source:
             target.execute_command(
                 "CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(source_port)
             )
@@ -371,7 +418,7 @@ class LocalRedisCluster:
 
     def migrate_keys(self, slot: int, source_port: int, target_port: int, limit: int) -> int:
         """MIGRATE at most `limit` keys of `slot` from source to target; how many moved."""
-        with _client(source_port) as source:
+        with self._client(source_port) as source:
             keys = source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, limit)
             if keys:
                 source.execute_command(
@@ -388,7 +435,7 @@ class LocalRedisCluster:
             n.port for n in self.nodes if n.port not in (target_port, source_port)
         ]
         for port in ordered:
-            with _client(port) as client:
+            with self._client(port) as client:
                 client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
         _wait_for(
             f"slot {slot} served by 127.0.0.1:{target_port} everywhere",
@@ -401,9 +448,8 @@ class LocalRedisCluster:
         source_port = self.begin_migration(slot, target_port)
         self.finish_migration(slot, source_port, target_port)
 
-    @staticmethod
-    def _serves(port: int, slot: int, target_port: int) -> bool:
-        with _client(port) as client:
+    def _serves(self, port: int, slot: int, target_port: int) -> bool:
+        with self._client(port) as client:
             for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
                 if int(start) <= slot <= int(end):
                     return int(primary[1]) == target_port
@@ -412,7 +458,7 @@ class LocalRedisCluster:
     def flush(self) -> None:
         """Empty every primary (the replicas follow)."""
         for port in self.primary_ports():
-            with _client(port) as client:
+            with self._client(port) as client:
                 client.flushall()
 
     def stop(self) -> None:

@@ -30,9 +30,10 @@ from guard_core.keys import build_key
 from guard_core.models import SecurityConfig
 from guard_core.primitives import AsyncSlots, async_sleep
 from guard_core.redis_url import parse_redis_url
-from guard_core.testing import LocalRedisCluster, LocalRedisSentinel, free_port
+from guard_core.testing import LocalRedisCluster, LocalRedisSentinel, ServerTLS, free_port
 from tests.support.agents import AsyncRecordingAgent
 from tests.support.backends import Backend
+from tests.support.pki import make_test_pki
 from tests.support.workers import ASYNC_WORKERS, run_async_workers
 
 pytestmark = pytest.mark.anyio
@@ -395,3 +396,46 @@ async def test_cluster_primary_killed_mid_load_fails_over_by_itself(
         after = "203.0.113.200"
         assert await guard.ip_bans.ban_ip(after, 600, reason="after the failover")
         assert await IPBanManager(config, observer.redis).is_ip_banned(after)
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    """A Cluster speaking TLS only (clients, bus, replication), with client certificates."""
+    pki = make_test_pki(tmp_path_factory.mktemp("cluster-pki"))
+    tls = ServerTLS(
+        ca_file=pki.ca_file,
+        cert_file=pki.server_cert,
+        key_file=pki.server_key,
+        client_cert_file=pki.client_cert,
+        client_key_file=pki.client_key,
+    )
+    with LocalRedisCluster(tls=tls) as cluster:
+        yield cluster
+
+
+async def test_cluster_over_tls(tls_cluster: LocalRedisCluster) -> None:
+    assert tls_cluster.url.startswith("rediss+cluster://")
+    config = SecurityConfig(redis_url=tls_cluster.url)
+    manager = RedisManager(config)
+    await manager.initialize()
+    try:
+        entries = {ip: ("1", 600) for ip in IDENTIFIERS[:12]}
+        assert await manager.set_many("banned_ips", entries) is True
+        assert await manager.get_many("banned_ips", IDENTIFIERS[:12]) == ["1"] * 12
+        assert len(await manager.keys("banned_ips:*") or []) == 12
+        limiter = RateLimitManager(config, manager)
+        assert [(await limiter.check("tls", limit=2, window=60)).allowed for _ in range(3)] == [
+            True,
+            True,
+            False,
+        ]
+        assert manager.breaker_snapshot()["times_opened"] == 0
+    finally:
+        await manager.close()
+    # the same nodes without TLS, or without our CA, are refused: a 503, not a hang
+    plain = tls_cluster.url.replace("rediss+cluster://", "redis+cluster://").split("?")[0]
+    for url in (plain, tls_cluster.url.split("?")[0]):
+        refused = RedisManager(topology_config(url))
+        with pytest.raises(GuardRedisError):
+            await refused.initialize()
+        await refused.close()
