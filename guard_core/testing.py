@@ -479,7 +479,6 @@ class LocalRedisCluster:
 
 
 _SENTINEL_CONFIG = """\
-port {port}
 bind 127.0.0.1
 dir {dir}
 logfile {dir}/sentinel.log
@@ -488,6 +487,7 @@ sentinel monitor {service} 127.0.0.1 {primary_port} {quorum}
 sentinel down-after-milliseconds {service} {down_after_ms}
 sentinel failover-timeout {service} {failover_timeout_ms}
 sentinel parallel-syncs {service} 1
+port {port}
 """
 
 
@@ -506,13 +506,29 @@ class LocalRedisSentinel:
         sentinels: int = 3,
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 3000,
+        tls: ServerTLS | None = None,
     ) -> None:
+        self.tls = tls
+        # with TLS, servers and sentinels speak only TLS, to clients and to each other
+        tls_args: tuple[str, ...] = ()
+        if tls is not None:
+            if tls.client_cert_file is None or tls.client_key_file is None:
+                raise ValueError("a TLS Sentinel topology needs client_cert_file and key")
+            tls_args = (
+                "--tls-replication", "yes",
+                "--tls-client-cert-file", tls.client_cert_file,
+                "--tls-client-key-file", tls.client_key_file,
+            )  # fmt: skip
+        self._tls_args = tls_args
         self.service = service
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
-        self.primary = LocalRedisServer()
+        self.primary = LocalRedisServer(tls=tls, extra_args=tls_args)
         self.servers = [self.primary] + [
-            LocalRedisServer(extra_args=("--replicaof", "127.0.0.1", str(self.primary.port)))
+            LocalRedisServer(
+                tls=tls,
+                extra_args=(*tls_args, "--replicaof", "127.0.0.1", str(self.primary.port)),
+            )
             for _ in range(replicas)
         ]
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
@@ -521,9 +537,31 @@ class LocalRedisSentinel:
 
     @property
     def url(self) -> str:
-        """`redis+sentinel://127.0.0.1:s1,.../service`"""
+        """`redis+sentinel://127.0.0.1:s1,.../service` (`rediss+sentinel://...?ssl_...` with
+        TLS)."""
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
-        return f"redis+sentinel://{hosts}/{self.service}"
+        if self.tls is None:
+            return f"redis+sentinel://{hosts}/{self.service}"
+        return f"rediss+sentinel://{hosts}/{self.service}?{_tls_url_query(self.tls)}"
+
+    def _client(self, port: int) -> redis.Redis:
+        return _client(port, self.tls)
+
+    def _sentinel_tls_config(self) -> str:
+        if self.tls is None:
+            return ""
+        lines = [
+            "port 0",
+            "tls-port {port}",
+            f"tls-cert-file {self.tls.cert_file}",
+            f"tls-key-file {self.tls.key_file}",
+            f"tls-ca-cert-file {self.tls.ca_file}",
+            f"tls-client-cert-file {self.tls.client_cert_file}",
+            f"tls-client-key-file {self.tls.client_key_file}",
+            "tls-auth-clients yes",
+            "tls-replication yes",
+        ]
+        return "\n".join(lines) + "\n"
 
     def start(self) -> LocalRedisSentinel:
         """Start the servers, wait for replication, then the sentinels, and wait until every
@@ -538,7 +576,7 @@ class LocalRedisSentinel:
                 directory.mkdir()
                 config = directory / "sentinel.conf"
                 config.write_text(
-                    _SENTINEL_CONFIG.format(
+                    (_SENTINEL_CONFIG + self._sentinel_tls_config()).format(
                         port=port,
                         dir=directory,
                         service=self.service,
@@ -565,7 +603,7 @@ class LocalRedisSentinel:
         for server in self.servers:
             if not server.running:
                 continue
-            with _client(server.port) as client:
+            with self._client(server.port) as client:
                 info = client.info("replication")
                 if info["role"] != "master" and info.get("master_link_status") != "up":
                     return False
@@ -574,7 +612,7 @@ class LocalRedisSentinel:
     def _sentinels_ready(self) -> bool:
         replicas = len(self.servers) - 1
         for port in self.sentinel_ports:
-            with _client(port) as client:
+            with self._client(port) as client:
                 master = client.execute_command("SENTINEL", "MASTER", self.service)
                 fields = (
                     master
@@ -591,7 +629,7 @@ class LocalRedisSentinel:
         """The port of the master, as the first sentinel that answers sees it."""
         for port in self.sentinel_ports:
             try:
-                with _client(port) as client:
+                with self._client(port) as client:
                     address = client.execute_command(
                         "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
                     )
@@ -618,7 +656,7 @@ class LocalRedisSentinel:
 
         def moved() -> bool:
             for port in self.sentinel_ports:
-                with _client(port) as client:
+                with self._client(port) as client:
                     address = client.execute_command(
                         "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
                     )
@@ -635,7 +673,7 @@ class LocalRedisSentinel:
         old_port = self.master_port()
 
         def accepted() -> bool:
-            with _client(self.sentinel_ports[0]) as client:
+            with self._client(self.sentinel_ports[0]) as client:
                 try:
                     client.execute_command("SENTINEL", "FAILOVER", self.service)
                 except redis.ResponseError:  # e.g. INPROG, or too soon after the last one
@@ -651,9 +689,8 @@ class LocalRedisSentinel:
         )
         return new_port
 
-    @staticmethod
-    def _role(port: int) -> str:
-        with _client(port) as client:
+    def _role(self, port: int) -> str:
+        with self._client(port) as client:
             return str(client.info("replication")["role"])
 
     def heal(self, timeout: float = 60.0) -> None:
@@ -674,7 +711,7 @@ class LocalRedisSentinel:
 
     def flush(self) -> None:
         """Empty the master (the replicas follow)."""
-        with _client(self.master_port()) as client:
+        with self._client(self.master_port()) as client:
             client.flushall()
 
     def stop(self) -> None:

@@ -439,3 +439,36 @@ async def test_cluster_over_tls(tls_cluster: LocalRedisCluster) -> None:
         with pytest.raises(GuardRedisError):
             await refused.initialize()
         await refused.close()
+
+
+async def test_sentinel_over_tls_follows_a_failover(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Sentinels, master and replica speak TLS only; the client verifies all of them."""
+    pki = make_test_pki(tmp_path_factory.mktemp("sentinel-pki"))
+    tls = ServerTLS(
+        ca_file=pki.ca_file,
+        cert_file=pki.server_cert,
+        key_file=pki.server_key,
+        client_cert_file=pki.client_cert,
+        client_key_file=pki.client_key,
+    )
+    with LocalRedisSentinel(service="guard-tls", tls=tls) as topology:
+        assert topology.url.startswith("rediss+sentinel://")
+        manager = RedisManager(topology_config(topology.url))
+        await manager.initialize()
+        try:
+            assert await manager.set_key("ns", "before", "1") is True
+            old_port = topology.master_port()
+            assert topology.failover() != old_port
+            assert await manager.set_key("ns", "after", "2") is True
+            assert await manager.get_key("ns", "before") == "1"
+            assert manager.breaker_snapshot()["times_opened"] == 0
+        finally:
+            await manager.close()
+        # the sentinels without TLS: refused with a 503
+        plain = topology.url.replace("rediss+", "redis+").split("?")[0]
+        refused = RedisManager(topology_config(plain))
+        with pytest.raises(GuardRedisError):
+            await refused.initialize()
+        await refused.close()
