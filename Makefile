@@ -19,9 +19,11 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Debian's redis-server, and openssl for the certificates the TLS tests make.
+# Debian's redis-server (which brings redis-cli, used to create the test Cluster; the same
+# binary runs the test sentinels with --sentinel), and openssl for the TLS tests' certificates.
 redis-server:
-	@command -v redis-server >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || { \
+	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && \
+		command -v openssl >/dev/null 2>&1 || { \
 		echo "installing Debian's redis-server and openssl"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) apt-get install -y -qq redis-server openssl >/dev/null; }

@@ -1,6 +1,13 @@
 """Key layout `{redis_prefix}{namespace}:{key}`, glob escaping and input validation.
 
 Every Redis key guard-core touches is built here, so the layout lives in one place.
+
+In Cluster mode the key part is wrapped in a hash tag: `{redis_prefix}{namespace}:{{key}}`
+(e.g. `guard_core:banned_ips:{10.0.0.1}`). Redis hashes only what is between the braces,
+so every key of one identifier lands in one slot, whatever its namespace, and a Lua script
+or transaction on them never spans slots. Inside the tag, `%`, `{` and `}` of the key part
+are percent-encoded (`%25`, `%7B`, `%7D`): the tag then always holds the whole key part
+and never ends early. A Cluster prefix must not contain braces (SecurityConfig refuses it).
 """
 
 from __future__ import annotations
@@ -80,22 +87,71 @@ def escape_glob(text: str) -> str:
     return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in text)
 
 
-def build_key(prefix: str, namespace: str, key: str) -> str:
-    """The full Redis key: `{prefix}{namespace}:{key}`."""
-    return f"{prefix}{validate_namespace(namespace)}:{validate_key(key)}"
+def encode_hash_tag(text: str) -> str:
+    """`text` with '%', '{' and '}' percent-encoded, to sit inside a Cluster hash tag."""
+    return text.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
 
 
-def build_pattern(prefix: str, pattern: str) -> str:
-    """A SCAN pattern confined to `prefix`: the prefix is escaped, `pattern` is a glob."""
-    return escape_glob(prefix) + validate_pattern(pattern)
+def decode_hash_tag(text: str) -> str:
+    """The inverse of `encode_hash_tag`."""
+    return text.replace("%7B", "{").replace("%7D", "}").replace("%25", "%")
 
 
-def key_in_namespace(prefix: str, namespace: str, full_key: str) -> str:
-    """The `key` part of a full key `{prefix}{namespace}:{key}` (ValueError if it is not one)."""
+def build_key(prefix: str, namespace: str, key: str, *, cluster: bool = False) -> str:
+    """The full Redis key: `{prefix}{namespace}:{key}`, or `{prefix}{namespace}:{{key}}` in
+    Cluster mode (the key part, encoded, is the hash tag)."""
+    namespace = validate_namespace(namespace)
+    key = validate_key(key)
+    if cluster:
+        return f"{prefix}{namespace}:{{{encode_hash_tag(key)}}}"
+    return f"{prefix}{namespace}:{key}"
+
+
+def build_pattern(prefix: str, pattern: str, *, cluster: bool = False) -> str:
+    """A SCAN pattern confined to `prefix`: the prefix is escaped, `pattern` is a glob.
+
+    In Cluster mode a pattern `namespace:rest` (a namespace without glob characters) is
+    moved into the hash-tag layout, `namespace:{rest}`, so that `banned_ips:10.*` still
+    finds `banned_ips:{10.0.0.1}`; other patterns (`*`, `*:x`) are used as they are.
+    """
+    pattern = validate_pattern(pattern)
+    if cluster:
+        namespace, colon, rest = pattern.partition(":")
+        plain_namespace = bool(namespace) and not any(ch in _GLOB_SPECIAL for ch in namespace)
+        if colon and plain_namespace and rest != "*":
+            pattern = f"{namespace}:{{{encode_hash_tag(rest)}}}"
+    return escape_glob(prefix) + pattern
+
+
+def key_in_namespace(
+    prefix: str, namespace: str, full_key: str, *, cluster: bool | None = None
+) -> str:
+    """The `key` part of a full key (ValueError if the key is not in that namespace).
+
+    `cluster=False` reads `{prefix}{namespace}:{key}`, `cluster=True` the Cluster layout
+    `{prefix}{namespace}:{{key}}`. `None` (the default) tells them apart by shape: a rest
+    that is one hash tag, `{...}` without other braces, is read as the Cluster layout. A
+    standalone key part of that very shape is then misread: pass `cluster=False` (or use
+    `RedisManager.key_part`, which knows the mode) where key parts may look like that.
+    """
     head = f"{prefix}{namespace}:"
     if not full_key.startswith(head):
         raise ValueError(f"{full_key!r} is not in namespace {namespace!r}")
-    return full_key[len(head) :]
+    rest = full_key[len(head) :]
+    tagged = (
+        len(rest) >= 3
+        and rest[0] == "{"
+        and rest[-1] == "}"
+        and "{" not in rest[1:-1]
+        and "}" not in rest[1:-1]
+    )
+    if cluster is None:
+        cluster = tagged
+    if cluster:
+        if not tagged:
+            raise ValueError(f"{full_key!r} is not a Cluster key of namespace {namespace!r}")
+        return decode_hash_tag(rest[1:-1])
+    return rest
 
 
 def encode_key_part(text: str) -> str:

@@ -6,12 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from guard_core.redaction import redact_url
+from guard_core.redis_url import Topology, parse_redis_url, topology_of
 from guard_core.validation import MAX_TTL, shown_number
-
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def _require_bool(name: str, value: object) -> None:
@@ -36,21 +34,8 @@ def _require_int(name: str, value: object, *, low: int, high: int) -> None:
 
 
 def _check_redis_url(url: object) -> None:
-    if url is None:
-        return
-    if not isinstance(url, str):
-        raise ValueError(f"redis_url must be a str or None, not {type(url).__name__}")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - parsing the port validates it
-    except ValueError:
-        raise ValueError(f"redis_url is not a valid URL: {redact_url(url)!r}") from None
-    if parts.scheme not in _REDIS_SCHEMES:
-        raise ValueError(
-            f"redis_url scheme must be one of {', '.join(_REDIS_SCHEMES)} (got {parts.scheme!r})"
-        )
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ValueError("redis_url has no host")
+    if url is not None:
+        parse_redis_url(url)
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -136,6 +121,13 @@ class SecurityConfig:
             raise ValueError("redis_prefix must not be empty")
         if any(ch.isspace() or not ch.isprintable() for ch in self.redis_prefix):
             raise ValueError("redis_prefix must not contain whitespace or control characters")
+        if topology_of(self.redis_url) is Topology.CLUSTER and any(
+            ch in self.redis_prefix for ch in "{}"
+        ):
+            raise ValueError(
+                "redis_prefix must not contain '{' or '}' with a Cluster redis_url: in Cluster "
+                "mode the key part is the hash tag, and braces in the prefix would take its place"
+            )
         for name in ("redis_connect_timeout", "redis_socket_timeout", "redis_pool_timeout"):
             _require_number(name, getattr(self, name), minimum=0, allow_zero=False)
         _require_int("redis_max_connections", self.redis_max_connections, low=1, high=100_000)

@@ -166,3 +166,41 @@ def async_loop_token() -> object:
 def loop_token() -> object:
     """Threads share one client: nothing to rebuild."""
     return None
+
+
+class AsyncSlots:
+    """At most `count` holders at once; `acquire` waits up to `timeout` seconds for a slot."""
+
+    def __init__(self, count: int, timeout: float) -> None:
+        self._semaphore = anyio.Semaphore(count)
+        self._timeout = timeout
+
+    async def acquire(self) -> bool:
+        """True once a slot is held; False when none came free within the timeout."""
+        try:
+            self._semaphore.acquire_nowait()  # the usual case: no cancel scope, no wait
+            return True
+        except anyio.WouldBlock:
+            pass
+        with anyio.move_on_after(self._timeout):
+            await self._semaphore.acquire()
+            return True
+        return False
+
+    def release(self) -> None:
+        self._semaphore.release()
+
+
+class Slots:
+    """At most `count` threads hold a slot at once; `acquire` waits up to `timeout` seconds."""
+
+    def __init__(self, count: int, timeout: float) -> None:
+        self._semaphore = threading.BoundedSemaphore(count)
+        self._timeout = timeout
+
+    def acquire(self) -> bool:
+        """True once a slot is held; False when none came free within the timeout."""
+        return self._semaphore.acquire(timeout=self._timeout)
+
+    def release(self) -> None:
+        self._semaphore.release()

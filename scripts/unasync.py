@@ -51,6 +51,7 @@ NAMES = {
     "AsyncIterator": "Iterator",
     "aclose": "close",
     "AsyncLock": "Lock",
+    "AsyncSlots": "Slots",
     "async_cancel_shield": "cancel_shield",
     "async_sleep": "sleep",
     "AsyncTicker": "Ticker",

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from redis import Redis
+from redis.cluster import RedisCluster
 from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -20,17 +21,25 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from guard_core.circuit_breaker import Admission, BreakerState, CircuitBreaker
 from guard_core.exceptions import GuardRedisError, RedisUnavailableError
-from guard_core.keys import build_key, build_pattern, validate_ttl, validate_value
+from guard_core.keys import (
+    build_key,
+    build_pattern,
+    key_in_namespace,
+    validate_ttl,
+    validate_value,
+)
 from guard_core.logs import get_logger
 from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig, SecurityEvent
 from guard_core.primitives import (
     Lock,
+    Slots,
     cancel_shield,
     loop_token,
     require_asyncio,
 )
 from guard_core.redaction import Redactor, escape_control, redact_url
+from guard_core.redis_url import Topology, topology_of
 
 from .redis_client import build_client
 
@@ -52,6 +61,11 @@ class RedisManager:
 
     Each construction makes a new, independent manager. `client_factory` replaces the
     default client builder (tests pass a fakeredis client through it).
+
+    `redis_url` may name one server, a Sentinel-managed master or a Cluster; the methods
+    behave the same on each. In Cluster mode keys take the hash-tag layout of
+    `guard_core.keys` (`{prefix}{namespace}:{{key}}`), multi-key reads are split by slot,
+    and `keys()`/`delete_pattern()` scan every primary.
     """
 
     agent_handler: Any = None
@@ -78,7 +92,17 @@ class RedisManager:
         #: Objects other layers keep per manager (the storage layer's stores), so that they
         #: live and die with it.
         self.attachments: dict[object, object] = {}
-        self._server_run_id: str | None = None
+        #: Cluster mode: keys in the hash-tag layout.
+        self.cluster = topology_of(config.redis_url) is Topology.CLUSTER
+        # A Cluster client's per-node pools refuse (rather than wait) past their size: the
+        # commands in flight are bounded here instead, waiting like the standalone pool.
+        self._slots = (
+            Slots(config.redis_max_connections, config.redis_pool_timeout)
+            if self.cluster
+            else None
+        )
+        #: run_id of the server process last seen at each address.
+        self._server_run_ids: dict[str, str] = {}
         #: Times Redis came back after being unavailable: subsystems then write what they
         #: could not write meanwhile.
         self.recoveries = 0
@@ -202,7 +226,12 @@ class RedisManager:
                     error_type="initialization_failed",
                 )
                 raise GuardRedisError(503, "Redis connection failed")
+            slots, holding = self._slots, False
             try:
+                if slots is not None:
+                    holding = slots.acquire()
+                    if not holding:
+                        raise RedisConnectionError("No connection available (all in use)")
                 yield conn
             except _CONNECTION_ERRORS as exc:
                 reason = self._describe(exc)
@@ -217,6 +246,9 @@ class RedisManager:
             except RedisError:
                 self._record_success()  # Redis answered, with an error reply
                 raise
+            finally:
+                if holding and slots is not None:
+                    slots.release()
             self._record_success()
         finally:
             self._breaker.abandoned(admission)  # a probe cancelled before any answer
@@ -267,7 +299,12 @@ class RedisManager:
     # -- key operations ---------------------------------------------------------------
 
     def _key(self, namespace: str, key: str) -> str:
-        return build_key(self.config.redis_prefix, namespace, key)
+        return build_key(self.config.redis_prefix, namespace, key, cluster=self.cluster)
+
+    def key_part(self, namespace: str, full_key: str) -> str:
+        """The `key` part of a full key from `keys()`, in this manager's layout (ValueError
+        when `full_key` is not a key of `namespace`)."""
+        return key_in_namespace(self.config.redis_prefix, namespace, full_key, cluster=self.cluster)
 
     def get_key(self, namespace: str, key: str) -> Any:
         """The value at `{prefix}{namespace}:{key}`, or `None` when absent."""
@@ -283,7 +320,7 @@ class RedisManager:
             return None
         if not full_keys:
             return []
-        result: list[Any] = self.safe_operation(Redis.mget, full_keys)
+        result: list[Any] = self.safe_operation(_mget, full_keys)
         return result
 
     def set_key(
@@ -356,8 +393,9 @@ class RedisManager:
         return int(self.safe_operation(Redis.delete, full_key))
 
     def keys(self, pattern: str) -> list[str] | None:
-        """Full names (prefix included) of the keys matching `{prefix}{pattern}`, via SCAN."""
-        full_pattern = build_pattern(self.config.redis_prefix, pattern)
+        """Full names (prefix included) of the keys matching `{prefix}{pattern}`, via SCAN
+        (of every primary in Cluster mode; `key_part` reads a key part back)."""
+        full_pattern = build_pattern(self.config.redis_prefix, pattern, cluster=self.cluster)
         if not self.config.enable_redis:
             return None
 
@@ -372,7 +410,7 @@ class RedisManager:
 
     def delete_pattern(self, pattern: str) -> int | None:
         """Delete every key matching `{prefix}{pattern}` (SCAN, then UNLINK in batches)."""
-        full_pattern = build_pattern(self.config.redis_prefix, pattern)
+        full_pattern = build_pattern(self.config.redis_prefix, pattern, cluster=self.cluster)
         if not self.config.enable_redis:
             return None
 
@@ -431,7 +469,10 @@ class RedisManager:
         run_id = _run_id(info)
         if run_id is None:
             return
-        previous, self._server_run_id = self._server_run_id, run_id
+        # per address: a Sentinel failover moves to another server, which is no restart
+        address = f"{getattr(conn, 'host', '')}:{getattr(conn, 'port', '')}"
+        previous = self._server_run_ids.get(address)
+        self._server_run_ids[address] = run_id
         if previous is not None and previous != run_id:
             self.restarts += 1
             self.logger.warning(
@@ -505,6 +546,19 @@ class RedisManager:
         if self._agent_failing:
             self._agent_failing = False
             self.logger.warning("Agent handler accepts events again")
+
+
+def _mget(conn: Redis, full_keys: list[str]) -> list[Any]:
+    """MGET; in Cluster mode pipelined GETs instead: keys of several identifiers span slots,
+    and a single-key command follows MOVED/ASK even while its slot is being migrated (where
+    a multi-key MGET would be refused with TRYAGAIN)."""
+    if isinstance(conn, RedisCluster):
+        with conn.pipeline(transaction=False) as pipe:
+            for full_key in full_keys:
+                pipe.get(full_key)
+            found: list[Any] = pipe.execute()
+        return found
+    return conn.mget(full_keys)
 
 
 def _run_id(info: object) -> str | None:

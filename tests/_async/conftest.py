@@ -11,8 +11,8 @@ import redis
 
 from guard_core.handlers.redis_handler import RedisManager
 from guard_core.models import SecurityConfig
-from guard_core.testing import LocalRedisServer
-from tests.support.backends import Backend, StateEnv
+from guard_core.testing import LocalRedisCluster, LocalRedisSentinel, LocalRedisServer
+from tests.support.backends import REAL_TOPOLOGIES, Backend, ClusterInspect, StateEnv
 
 
 @pytest.fixture
@@ -36,9 +36,31 @@ def backend_redis(redis_server: LocalRedisServer) -> Generator[Backend, None, No
     inspect.close()
 
 
-@pytest.fixture(params=["fakeredis", "redis"])
+@pytest.fixture
+def backend_sentinel(redis_sentinel: LocalRedisSentinel) -> Generator[Backend, None, None]:
+    """The session's Sentinel topology (flushed); `inspect` talks to its master."""
+    inspect = redis.Redis(port=redis_sentinel.master_port(), decode_responses=True)
+    inspect.flushall()
+    yield Backend(name="sentinel", url=redis_sentinel.url, client_factory=None, inspect=inspect)
+    inspect.close()
+
+
+@pytest.fixture
+def backend_cluster(redis_cluster: LocalRedisCluster) -> Generator[Backend, None, None]:
+    """The session's Cluster (flushed); `inspect` is a Cluster client."""
+    inspect = ClusterInspect(
+        host="127.0.0.1", port=redis_cluster.nodes[0].port, decode_responses=True
+    )
+    inspect.flushall()
+    inspect.script_flush()
+    yield Backend(name="cluster", url=redis_cluster.url, client_factory=None, inspect=inspect)
+    inspect.close()
+
+
+@pytest.fixture(params=["fakeredis", *REAL_TOPOLOGIES])
 def backend(request: pytest.FixtureRequest) -> Backend:
-    """The fakeredis server or the real one (flushed), with a client to inspect it."""
+    """The fakeredis server, or a real one, a Sentinel topology or a Cluster (flushed), with a
+    client to inspect it."""
     found: Backend = request.getfixturevalue("backend_" + request.param)
     return found
 
@@ -77,17 +99,19 @@ async def open_env(request: pytest.FixtureRequest, mode: str) -> StateEnv:
     return StateEnv(mode=mode, config=config, redis=manager, inspect=backend.inspect)
 
 
-@pytest.fixture(params=["fakeredis", "redis", "disabled"])
+@pytest.fixture(params=["fakeredis", *REAL_TOPOLOGIES, "disabled"])
 async def state_env(request: pytest.FixtureRequest) -> AsyncIterator[StateEnv]:
-    """Subsystem state on fakeredis, on the real server, or with Redis disabled."""
+    """Subsystem state on fakeredis, on real Redis (one server, Sentinel, Cluster), or with
+    Redis disabled."""
     env = await open_env(request, request.param)
     yield env
     await env.redis.close()
 
 
-@pytest.fixture(params=["fakeredis", "redis"])
+@pytest.fixture(params=["fakeredis", *REAL_TOPOLOGIES])
 async def shared_env(request: pytest.FixtureRequest) -> AsyncIterator[StateEnv]:
-    """Subsystem state on fakeredis or on the real server (for sharing between instances)."""
+    """Subsystem state on fakeredis or on real Redis, in each topology (for sharing between
+    instances)."""
     env = await open_env(request, request.param)
     yield env
     await env.redis.close()

@@ -41,20 +41,21 @@ async def test_ban_is_stored_in_redis_with_expiry(shared_env: StateEnv) -> None:
     await bans.ban_ip("198.51.100.4", 120)
     await bans.ban_ip("2001:db8::/32", 300)
     assert state_env.inspect is not None
-    assert 0 < state_env.inspect.ttl("guard_core:banned_ips:198.51.100.4") <= 120
-    stored = json.loads(state_env.inspect.get("guard_core:banned_ips:198.51.100.4") or "{}")
+    key = state_env.key
+    assert 0 < state_env.inspect.ttl(key("banned_ips", "198.51.100.4")) <= 120
+    stored = json.loads(state_env.inspect.get(key("banned_ips", "198.51.100.4")) or "{}")
     assert stored["reason"] == "banned"
     assert stored["expires_at"] - stored["banned_at"] == pytest.approx(120)
     [record] = [r for r in await bans.list_bans() if r.target == "198.51.100.4"]
     assert record.expires_at == pytest.approx(stored["expires_at"], abs=0.01)
     # network bans live in one index: a hash of records and a sorted set of their ends
-    index = state_env.inspect.hgetall("guard_core:banned_networks:index")
+    index = state_env.inspect.hgetall(key("banned_networks", "index"))
     network = json.loads(index["2001:db8::/32"])
     assert network["expires_at"] - network["banned_at"] == pytest.approx(300)
-    end = state_env.inspect.zscore("guard_core:banned_networks_expiry:index", "2001:db8::/32")
+    end = state_env.inspect.zscore(key("banned_networks_expiry", "index"), "2001:db8::/32")
     assert end == pytest.approx(network["expires_at"])
     # addresses are listed from an index too, never by scanning the keyspace
-    assert state_env.inspect.zrange("guard_core:ban_index:addresses", 0, -1) == ["198.51.100.4"]
+    assert state_env.inspect.zrange(key("ban_index", "addresses"), 0, -1) == ["198.51.100.4"]
 
 
 async def test_ipv4_mapped_ipv6_is_the_same_client(state_env: StateEnv) -> None:

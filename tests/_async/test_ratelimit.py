@@ -65,10 +65,11 @@ async def test_redis_layout(shared_env: StateEnv) -> None:
     await limiter.check("10.0.0.1", endpoint="/api", limit=5, window=60)
     inspect = shared_env.inspect
     assert inspect is not None
-    assert inspect.type("guard_core:rate_limit:rate:10.0.0.1") == "zset"
-    assert inspect.zcard("guard_core:rate_limit:rate:10.0.0.1") == 1
-    assert inspect.zcard("guard_core:rate_limit:rate:10.0.0.1:/api") == 1
-    assert 0 < inspect.pttl("guard_core:rate_limit:rate:10.0.0.1") <= 60_000
+    window = shared_env.key("rate_limit", "rate:10.0.0.1")
+    assert inspect.type(window) == "zset"
+    assert inspect.zcard(window) == 1
+    assert inspect.zcard(shared_env.key("rate_limit", "rate:10.0.0.1:/api")) == 1
+    assert 0 < inspect.pttl(window) <= 60_000
 
 
 async def test_script_is_reloaded_after_script_flush(shared_env: StateEnv) -> None:
@@ -171,7 +172,7 @@ async def test_behavior_is_shared_and_bounded(shared_env: StateEnv) -> None:
         await first.track_usage("/x", "192.0.2.1", threshold=2, window=60)
     assert await second.track_usage("/x", "192.0.2.1", threshold=2, window=60) is True
     assert shared_env.inspect is not None
-    assert shared_env.inspect.zcard("guard_core:behavior_usage:/x:192.0.2.1") == 3
+    assert shared_env.inspect.zcard(shared_env.key("behavior_usage", "/x:192.0.2.1")) == 3
 
 
 async def test_behavior_bad_arguments(state_env: StateEnv) -> None:

@@ -136,37 +136,37 @@ async def test_set_and_get_without_ttl(manager: RedisManager, backend: Backend) 
     assert await manager.get_key("things", "a") is None
     assert await manager.set_key("things", "a", "1") is True
     assert await manager.get_key("things", "a") == "1"
-    assert backend.inspect.get("guard_core:things:a") == "1"
-    assert backend.inspect.ttl("guard_core:things:a") == -1
+    assert backend.inspect.get(backend.key("things", "a")) == "1"
+    assert backend.inspect.ttl(backend.key("things", "a")) == -1
 
 
 async def test_set_with_ttl_expires_on_the_server(manager: RedisManager, backend: Backend) -> None:
     assert await manager.set_key("things", "b", 42, ttl=30) is True
     assert await manager.get_key("things", "b") == "42"
-    assert 0 < backend.inspect.ttl("guard_core:things:b") <= 30
+    assert 0 < backend.inspect.ttl(backend.key("things", "b")) <= 30
     assert await manager.set_key("things", "b", "again") is True  # a plain set drops the TTL
-    assert backend.inspect.ttl("guard_core:things:b") == -1
+    assert backend.inspect.ttl(backend.key("things", "b")) == -1
 
 
 async def test_incr_counts_and_sets_ttl_atomically(manager: RedisManager, backend: Backend) -> None:
     assert await manager.incr("counter", "hits") == 1
-    assert backend.inspect.ttl("guard_core:counter:hits") == -1
+    assert backend.inspect.ttl(backend.key("counter", "hits")) == -1
     assert await manager.incr("counter", "hits", ttl=60) == 2
-    assert 0 < backend.inspect.ttl("guard_core:counter:hits") <= 60
+    assert 0 < backend.inspect.ttl(backend.key("counter", "hits")) <= 60
     assert await manager.incr("counter", "hits") == 3
-    assert backend.inspect.get("guard_core:counter:hits") == "3"
+    assert backend.inspect.get(backend.key("counter", "hits")) == "3"
 
 
 async def test_set_many_and_get_many(manager: RedisManager, backend: Backend) -> None:
     entries = {"a": ("1", 30), "b": (2, None), "c:d": (b"3", 60)}
     assert await manager.set_many("bulk", entries) is True
     assert await manager.get_many("bulk", ["a", "b", "c:d", "absent"]) == ["1", "2", "3", None]
-    assert 0 < backend.inspect.ttl("guard_core:bulk:a") <= 30
-    assert backend.inspect.ttl("guard_core:bulk:b") == -1
+    assert 0 < backend.inspect.ttl(backend.key("bulk", "a")) <= 30
+    assert backend.inspect.ttl(backend.key("bulk", "b")) == -1
     assert await manager.set_many("bulk", {}) is True
     with pytest.raises(ValueError):
         await manager.set_many("bulk", {"x": ("1", 30), "y": ("2", 0)})
-    assert backend.inspect.exists("guard_core:bulk:x") == 0  # nothing written
+    assert backend.inspect.exists(backend.key("bulk", "x")) == 0  # nothing written
 
 
 async def test_exists_and_delete_return_types(manager: RedisManager) -> None:
@@ -185,7 +185,14 @@ async def test_keys_returns_full_names_as_str(manager: RedisManager, backend: Ba
     backend.inspect.set("foreign:banned_ips:10.0.0.3", "1")
     found = await manager.keys("banned_ips:*")
     assert found is not None
-    assert sorted(found) == ["guard_core:banned_ips:10.0.0.1", "guard_core:banned_ips:10.0.0.2"]
+    assert sorted(found) == [
+        backend.key("banned_ips", "10.0.0.1"),
+        backend.key("banned_ips", "10.0.0.2"),
+    ]
+    assert [manager.key_part("banned_ips", key) for key in sorted(found)] == [
+        "10.0.0.1",
+        "10.0.0.2",
+    ]
     assert all(type(key) is str for key in found)
     assert await manager.keys("nothing:*") == []
 
@@ -195,13 +202,13 @@ async def test_delete_pattern_counts_and_spares_others(
 ) -> None:
     pipe = backend.inspect.pipeline()
     for index in range(1234):  # more than one SCAN step and one UNLINK batch
-        pipe.set(f"guard_core:bulk:{index}", "1")
-    pipe.set("guard_core:keep:1", "1")
+        pipe.set(backend.key("bulk", str(index)), "1")
+    pipe.set(backend.key("keep", "1"), "1")
     pipe.set("elsewhere:bulk:1", "1")
     pipe.execute()
     assert await manager.delete_pattern("bulk:*") == 1234
     assert await manager.keys("bulk:*") == []
-    assert backend.inspect.exists("guard_core:keep:1", "elsewhere:bulk:1") == 2
+    assert backend.inspect.exists(backend.key("keep", "1"), "elsewhere:bulk:1") == 2
     assert await manager.delete_pattern("bulk:*") == 0
 
 
@@ -214,6 +221,8 @@ async def test_seed_key_layout_examples(manager: RedisManager, backend: Backend)
         ("security_headers", "csp_config", "guard_core:security_headers:csp_config"),
         ("behavior_usage", "login:1700000000", "guard_core:behavior_usage:login:1700000000"),
     ]
+    if backend.cluster:  # the documented Cluster layout: the key part is the hash tag
+        table = [(ns, key, f"guard_core:{ns}:{{{key}}}") for ns, key, _ in table]
     for namespace, key, full_key in table:
         await manager.set_key(namespace, key, "v")
         assert backend.inspect.get(full_key) == "v"
@@ -232,10 +241,12 @@ async def test_glob_characters_in_prefix_never_reach_another_app(
     await ours.set_key("ns", "k", "ours")
     await other.set_key("ns", "k", "theirs")
     await other.set_key("ns", "k2", "theirs")
-    assert await ours.keys("*") == [f"{mine}ns:k"]
+    assert await ours.keys("*") == [backend.key("ns", "k", prefix=mine)]
     assert await ours.delete_pattern("*") == 1
-    assert sorted(await other.keys("*") or []) == [f"{theirs}ns:k", f"{theirs}ns:k2"]
-    assert backend.inspect.get(f"{theirs}ns:k") == "theirs"
+    assert sorted(await other.keys("*") or []) == sorted(
+        [backend.key("ns", "k", prefix=theirs), backend.key("ns", "k2", prefix=theirs)]
+    )
+    assert backend.inspect.get(backend.key("ns", "k", prefix=theirs)) == "theirs"
 
 
 async def test_nested_prefixes_share_keys_as_the_readme_warns(
@@ -248,8 +259,10 @@ async def test_nested_prefixes_share_keys_as_the_readme_warns(
     sibling = make_manager(redis_prefix="myapp-staging:")
     await nested.set_key("banned_ips", "1.2.3.4", "1")
     await sibling.set_key("banned_ips", "1.2.3.4", "1")
-    assert await outer.keys("*") == ["myapp:staging:banned_ips:1.2.3.4"]
-    assert await outer.get_key("staging", "banned_ips:1.2.3.4") == "1"
+    nested_key = backend.key("banned_ips", "1.2.3.4", prefix="myapp:staging:")
+    assert await outer.keys("*") == [nested_key]
+    if backend.name != "cluster":  # the hash tag keeps other key parts apart in a Cluster
+        assert await outer.get_key("staging", "banned_ips:1.2.3.4") == "1"
     assert await outer.delete_pattern("*") == 1
     assert await nested.get_key("banned_ips", "1.2.3.4") is None
     assert await sibling.get_key("banned_ips", "1.2.3.4") == "1"
@@ -331,7 +344,7 @@ async def test_safe_operation_passes_arguments_and_wraps_failures(manager: Redis
 
 
 async def test_server_errors_are_wrapped(manager: RedisManager, backend: Backend) -> None:
-    backend.inspect.rpush("guard_core:ns:list", "a")
+    backend.inspect.rpush(backend.key("ns", "list"), "a")
     with pytest.raises(GuardRedisError) as raised:
         await manager.get_key("ns", "list")  # WRONGTYPE
     assert raised.value.status_code == 503
@@ -498,7 +511,7 @@ async def test_many_concurrent_callers_share_one_manager(
         assert await manager.get_key("own", str(index)) == f"value-{index}"
 
     await run_async_workers(ASYNC_WORKERS, work)
-    assert backend.inspect.get("guard_core:shared:counter") == str(ASYNC_WORKERS)
+    assert backend.inspect.get(backend.key("shared", "counter")) == str(ASYNC_WORKERS)
     assert len(await manager.keys("own:*") or []) == ASYNC_WORKERS
 
 

@@ -153,7 +153,10 @@ def local_urls(base: str) -> dict[str, str]:
     }
 
 
-def key_of(provider: str) -> str:
+def key_of(provider: str, env: StateEnv | None = None) -> str:
+    """The provider's key (in the Cluster layout when `env` is on a Cluster)."""
+    if env is not None:
+        return env.key("cloud_ranges", provider)
     return f"guard_core:cloud_ranges:{provider}"
 
 
@@ -275,13 +278,13 @@ def test_ranges_are_stored_in_redis_with_ttl(
         assert cloud.is_cloud_ip("198.51.100.7") is True  # memory only
         return
     assert sorted(state_env.inspect.keys("guard_core:cloud_ranges:*")) == sorted(
-        key_of(p) for p in ALL
+        key_of(p, state_env) for p in ALL
     )
     for provider in ALL:
-        stored = json.loads(state_env.inspect.get(key_of(provider)))
+        stored = json.loads(state_env.inspect.get(key_of(provider, state_env)))
         assert stored["cidrs"] == list(cloud.ranges(provider))
         assert isinstance(stored["fetched_at"], float)
-        assert 0 < state_env.inspect.ttl(key_of(provider)) <= 900
+        assert 0 < state_env.inspect.ttl(key_of(provider, state_env)) <= 900
 
 
 def test_two_instances_share_through_redis(
@@ -327,7 +330,7 @@ def test_malformed_value_in_redis_is_replaced(
     state_env: StateEnv, providers: FakeProviders, caplog: pytest.LogCaptureFixture
 ) -> None:
     if state_env.inspect is not None:
-        state_env.inspect.set(key_of("GCP"), "not json", ex=600)
+        state_env.inspect.set(key_of("GCP", state_env), "not json", ex=600)
     caplog.set_level(logging.WARNING, logger="guard_core.cloud")
     cloud = CloudManager(state_env.config, state_env.redis, http_client=providers.client())
     assert cloud.refresh(["GCP"]) == {"GCP": "fetched"}
@@ -336,7 +339,9 @@ def test_malformed_value_in_redis_is_replaced(
         assert caplog.records == []
         return
     assert "malformed GCP ranges cached in Redis" in caplog.text
-    assert json.loads(state_env.inspect.get(key_of("GCP")))["cidrs"] == list(cloud.ranges("GCP"))
+    assert json.loads(state_env.inspect.get(key_of("GCP", state_env)))["cidrs"] == list(
+        cloud.ranges("GCP")
+    )
 
 
 # -- failures --------------------------------------------------------------------------------
@@ -363,7 +368,7 @@ def test_failed_fetch_keeps_last_good_ranges_and_warns_once(
     assert "AWS" in warnings[0].getMessage() and "503" in warnings[0].getMessage()
     assert "keeping 6 earlier prefixes" in warnings[0].getMessage()
     if state_env.inspect is not None:  # the shared copy is the last good one too
-        assert json.loads(state_env.inspect.get(key_of("AWS")))["cidrs"] == list(good)
+        assert json.loads(state_env.inspect.get(key_of("AWS", state_env)))["cidrs"] == list(good)
     providers.bodies[AWS_URL] = aws_body("192.0.2.0/24")
     assert cloud.refresh(["AWS"], force=True) == {"AWS": "fetched"}
     assert "AWS cloud ranges fetched again" in caplog.text

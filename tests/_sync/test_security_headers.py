@@ -32,6 +32,7 @@ from tests.support.workers import WORKERS, run_workers
 pytestmark = pytest.mark.sync
 
 KEY = "guard_core:security_headers:csp_config"
+KEY_PARTS = ("security_headers", "csp_config")  # (namespace, key) of KEY
 INTERVAL = 5.0
 DEFAULT_HEADERS = build_headers(DEFAULT_CONFIG)
 DEFAULT_NAMES = {
@@ -83,7 +84,7 @@ def other_redis(
 
 
 def stored(env: StateEnv) -> Any:
-    return None if env.inspect is None else env.inspect.get(KEY)
+    return None if env.inspect is None else env.inspect.get(env.key(*KEY_PARTS))
 
 
 # -- defaults and configure ----------------------------------------------------------------
@@ -327,7 +328,7 @@ def test_stored_json_is_on_the_server(state_env: StateEnv, clock: FakeClock) -> 
     assert document["updated_at"] > 0
     assert HeadersConfig.from_json(raw) == manager.current
     assert state_env.inspect is not None
-    assert state_env.inspect.ttl(KEY) == -1
+    assert state_env.inspect.ttl(state_env.key(*KEY_PARTS)) == -1
 
 
 def test_two_instances_share_configuration_after_the_refresh_interval(
@@ -443,7 +444,7 @@ def test_malicious_stored_document_is_ignored_with_one_warning(
     manager = make(state_env, clock)
     manager.configure(frame_options="SAMEORIGIN", custom_headers={"X-Mine": "1"})
     before_config, before_headers = manager.current, manager.get_headers("/")
-    state_env.inspect.set(KEY, document)
+    state_env.inspect.set(state_env.key(*KEY_PARTS), document)
     caplog.set_level(logging.WARNING, logger="guard_core.security_headers")
     for _ in range(3):
         clock.advance(INTERVAL)
@@ -456,7 +457,7 @@ def test_malicious_stored_document_is_ignored_with_one_warning(
 
     # A valid document written later is adopted again.
     fixed = HeadersConfig(frame_options="DENY", updated_at=time.time())
-    state_env.inspect.set(KEY, fixed.to_json())
+    state_env.inspect.set(state_env.key(*KEY_PARTS), fixed.to_json())
     clock.advance(INTERVAL)
     assert (manager.get_headers())["X-Frame-Options"] == "DENY"
     assert manager.current == fixed

@@ -23,6 +23,7 @@ from tests.support.workers import WORKERS, run_workers
 pytestmark = pytest.mark.sync
 
 KEY = "guard_core:patterns:custom"
+KEY_PARTS = ("patterns", "custom")  # (namespace, key) of KEY
 ATTACKS = {
     "xss": "<script>alert(1)</script>",
     "sqli": "' OR 1=1 --",
@@ -49,7 +50,7 @@ def categories(matches: tuple[PatternMatch, ...]) -> set[str]:
 
 def stored(env: StateEnv | Backend) -> list[str] | None:
     assert env.inspect is not None
-    raw = env.inspect.get(KEY)
+    raw = env.inspect.get(env.key(*KEY_PARTS))
     return None if raw is None else json.loads(raw)
 
 
@@ -138,7 +139,7 @@ def test_bad_input_raises_before_touching_redis(state_env: StateEnv) -> None:
         patterns.remove_pattern("")
     assert (patterns.get_patterns()).custom == ()
     if state_env.inspect is not None:
-        assert state_env.inspect.exists(KEY) == 0
+        assert state_env.inspect.exists(state_env.key(*KEY_PARTS)) == 0
 
 
 def test_content_length_limit(state_env: StateEnv) -> None:
@@ -283,7 +284,7 @@ def test_malformed_shared_value_is_left_alone(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="guard_core.patterns")
     assert shared_env.inspect is not None
-    shared_env.inspect.set(KEY, '{"not": "a list"}')
+    shared_env.inspect.set(shared_env.key(*KEY_PARTS), '{"not": "a list"}')
     config = dataclasses.replace(shared_env.config, redis_state_refresh_interval=0.001)
     patterns = SusPatternsManager(config, shared_env.redis)
     assert "xss" in categories(patterns.detect("<script>"))
@@ -291,7 +292,7 @@ def test_malformed_shared_value_is_left_alone(
     sleep(0.01)
     assert patterns.detect("kept-here") == (PatternMatch("kept-here", "custom"),)
     assert patterns.pending_changes == {"kept-here": True}
-    assert shared_env.inspect.get(KEY) == '{"not": "a list"}'
+    assert shared_env.inspect.get(shared_env.key(*KEY_PARTS)) == '{"not": "a list"}'
     malformed = [r for r in caplog.records if "not a JSON array" in r.getMessage()]
     assert len(malformed) == 1  # reported once, not on every read
 
@@ -301,7 +302,7 @@ def test_invalid_shared_pattern_is_skipped(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="guard_core.patterns")
     assert shared_env.inspect is not None
-    shared_env.inspect.set(KEY, json.dumps(["(broken", "fine"]))
+    shared_env.inspect.set(shared_env.key(*KEY_PARTS), json.dumps(["(broken", "fine"]))
     patterns = SusPatternsManager(shared_env.config, shared_env.redis)
     assert patterns.detect("fine (broken") == (PatternMatch("fine", "custom"),)
     assert (patterns.get_patterns()).custom == ("fine",)

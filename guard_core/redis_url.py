@@ -1,0 +1,185 @@
+"""What a `redis_url` names: one server, a master found through Sentinel, or a Cluster.
+
+Standalone URLs (`redis://`, `rediss://`, `unix://`) are handed to redis-py as they are.
+The topology schemes list several `host:port` addresses separated by commas:
+
+- `redis+sentinel://[user:password@]host:port[,host:port...]/service_name`: the addresses
+  are sentinels; the credentials are those of the master (and its replicas). Sentinels
+  that need credentials of their own take `?sentinel_username=...&sentinel_password=...`.
+- `redis+cluster://[user:password@]host:port[,host:port...]`: the addresses are any nodes
+  of the cluster (seeds); the others are discovered.
+
+`rediss+sentinel` and `rediss+cluster` speak TLS to every node (sentinels included), with
+the `ssl_*` query parameters of `rediss://` (`ssl_ca_certs`, `ssl_certfile`, ...).
+Parsing never puts a password in an error message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from guard_core.redaction import redact_url
+
+STANDALONE_SCHEMES = ("redis", "rediss", "unix")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SCHEMES = STANDALONE_SCHEMES + SENTINEL_SCHEMES + CLUSTER_SCHEMES
+
+DEFAULT_SENTINEL_PORT = 26379
+DEFAULT_PORT = 6379
+
+#: Query parameters of the topology schemes (the standalone ones go to redis-py as is).
+TLS_OPTIONS = frozenset(
+    {
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_cert_reqs",
+        "ssl_check_hostname",
+        "ssl_ciphers",
+    }
+)
+SENTINEL_OPTIONS = frozenset({"sentinel_username", "sentinel_password"})
+
+
+class Topology(Enum):
+    STANDALONE = "standalone"
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
+
+
+@dataclass(frozen=True, repr=False)
+class RedisTarget:
+    """A parsed `redis_url` (its repr shows no credentials)."""
+
+    topology: Topology
+    tls: bool
+    #: Sentinels (Sentinel) or seed nodes (Cluster); empty for a standalone URL.
+    nodes: tuple[tuple[str, int], ...] = ()
+    service_name: str | None = None
+    username: str | None = None
+    password: str | None = None
+    #: `ssl_*` and `sentinel_*` query parameters (topology schemes only).
+    options: tuple[tuple[str, str], ...] = ()
+
+    def option(self, name: str) -> str | None:
+        return dict(self.options).get(name)
+
+    def __repr__(self) -> str:
+        nodes = ",".join(f"{host}:{port}" for host, port in self.nodes)
+        return f"RedisTarget({self.topology.value}, tls={self.tls}, nodes={nodes!r})"
+
+
+def topology_of(url: str | None) -> Topology:
+    """The topology a (valid) URL names; `None` counts as standalone."""
+    if url is None:
+        return Topology.STANDALONE
+    scheme = url.partition("://")[0].lower()
+    if scheme in SENTINEL_SCHEMES:
+        return Topology.SENTINEL
+    if scheme in CLUSTER_SCHEMES:
+        return Topology.CLUSTER
+    return Topology.STANDALONE
+
+
+def parse_redis_url(url: object) -> RedisTarget:
+    """Check `url` and say what it names; ValueError (password masked) when it is not valid."""
+    if not isinstance(url, str):
+        raise ValueError(f"redis_url must be a str or None, not {type(url).__name__}")
+    shown = repr(redact_url(url))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError(f"redis_url is not a valid URL: {shown}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise ValueError(f"redis_url scheme must be one of {', '.join(SCHEMES)} (got {scheme!r})")
+    if scheme in STANDALONE_SCHEMES:
+        try:
+            parts.port  # noqa: B018 - parsing the port validates it
+        except ValueError:
+            raise ValueError(f"redis_url is not a valid URL: {shown}") from None
+        if scheme != "unix" and not parts.hostname:
+            raise ValueError("redis_url has no host")
+        return RedisTarget(topology=Topology.STANDALONE, tls=scheme == "rediss")
+    topology = Topology.SENTINEL if scheme in SENTINEL_SCHEMES else Topology.CLUSTER
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    default_port = DEFAULT_SENTINEL_PORT if topology is Topology.SENTINEL else DEFAULT_PORT
+    nodes = tuple(_node(text, default_port, shown) for text in hosts.split(","))
+    username, password = _credentials(userinfo)
+    service_name = _service_name(topology, parts.path, shown)
+    if parts.fragment:
+        raise ValueError(f"redis_url must not have a fragment: {shown}")
+    tls = scheme.startswith("rediss+")
+    options = _options(topology, tls, parts.query)
+    return RedisTarget(
+        topology=topology,
+        tls=tls,
+        nodes=nodes,
+        service_name=service_name,
+        username=username,
+        password=password,
+        options=options,
+    )
+
+
+def _node(text: str, default_port: int, shown: str) -> tuple[str, int]:
+    if not text:
+        raise ValueError(f"redis_url has an empty address in its host list: {shown}")
+    if text.startswith("["):  # [IPv6]:port
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not host or (rest and not rest.startswith(":")):
+            raise ValueError(f"redis_url has a malformed IPv6 address {text!r}")
+        port_text = rest[1:] if rest else ""
+    else:
+        host, _, port_text = text.partition(":")
+        if not host or ":" in port_text:
+            raise ValueError(f"redis_url has a malformed address {text!r}")
+    if any(ch in host for ch in "/?#@ ") or not host.isprintable():
+        raise ValueError(f"redis_url has a malformed host in {text!r}")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"redis_url has an invalid port in {text!r} (1..65535)")
+    return host, int(port_text)
+
+
+def _credentials(userinfo: str) -> tuple[str | None, str | None]:
+    if not userinfo:
+        return None, None
+    user, colon, password = userinfo.partition(":")
+    return (unquote(user) or None), (unquote(password) if colon else None)
+
+
+def _service_name(topology: Topology, path: str, shown: str) -> str | None:
+    name = path[1:] if path.startswith("/") else path
+    if topology is Topology.CLUSTER:
+        if name not in ("", "0"):
+            raise ValueError(
+                f"redis_url: a Cluster has only database 0, drop the path {path!r}: {shown}"
+            )
+        return None
+    if not name:
+        raise ValueError(
+            "redis_url: a Sentinel URL names its service after the hosts, "
+            f"e.g. redis+sentinel://host:26379/mymaster (got {shown})"
+        )
+    if "/" in name:
+        raise ValueError(f"redis_url: the Sentinel service name must not contain '/': {shown}")
+    return unquote(name)
+
+
+def _options(topology: Topology, tls: bool, query: str) -> tuple[tuple[str, str], ...]:
+    allowed = set(TLS_OPTIONS if tls else ())
+    if topology is Topology.SENTINEL:
+        allowed |= SENTINEL_OPTIONS
+    found: list[tuple[str, str]] = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in allowed:
+            hint = " (TLS options need the rediss+ scheme)" if name in TLS_OPTIONS else ""
+            raise ValueError(f"redis_url has an unknown query parameter {name!r}{hint}")
+        found.append((name, value))
+    return tuple(found)
