@@ -124,6 +124,11 @@ class IPBanManager:
         """Bans and unbans made here that Redis has not taken yet."""
         return self._store.pending_writes().get(BAN, 0)
 
+    @property
+    def memory_evictions(self) -> int:
+        """Live bans the memory store evicted to stay within `ip_ban_max_entries`."""
+        return self._memory.evictions
+
     async def _lifted_elsewhere(self, record: BanRecord) -> bool:
         """Redis lacks an address ban made here: was it lifted elsewhere (then forget it), or
         did Redis lose it (a restart being written back: keep it)?"""
