@@ -16,6 +16,7 @@ from guard_core.keys import validate_ttl
 from guard_core.logs import get_logger
 from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable, Written
+from guard_core.redaction import escape_control
 
 from ..storage.state_store import BAN, BANNED_IPS, BANNED_NETWORKS, StateStore
 from .redis_handler import RedisManager
@@ -68,7 +69,7 @@ class IPBanManager:
             self.logger.warning(
                 "Redis records a lift of %s later than this ban: clocks out of step?", target
             )
-        self.logger.info("Banned %s for %d s: %s", target, seconds, reason)
+        self.logger.info("Banned %s for %d s: %s", target, seconds, escape_control(reason))
         return True
 
     async def unban_ip(self, ip: str) -> bool:
