@@ -94,7 +94,7 @@ class ExpiryBound(Generic[K]):
                     self.full = True
                     logger.warning(
                         "Memory ban store full (%d %s bans): evicting the bans that expire "
-                        "first; raise ip_ban_max_entries or bring Redis back",
+                        "first; see ip_ban_max_entries",
                         self.max_entries,
                         self.kind,
                     )

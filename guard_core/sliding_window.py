@@ -19,7 +19,7 @@ from guard_core.logs import get_logger
 #: A full window store has room again below this share of its bound.
 ROOM_AGAIN = 0.9
 #: Least recently used keys looked at for emptied windows each time a new key needs room.
-_SWEEP = 64
+_SWEEP = 8
 
 
 @dataclass(frozen=True)
