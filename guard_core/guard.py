@@ -81,7 +81,8 @@ class Guard:
         await self.redis.close()
 
     async def health(self) -> GuardHealth:
-        """The Redis mode ("redis", "degraded" or "disabled") and each subsystem's mode."""
+        """The Redis mode ("redis", "degraded" or "disabled"), each subsystem's mode, the
+        writes held for Redis and the evictions of the bounded memory fallbacks."""
         answered = await self.redis.ping()
         status = "disabled" if answered is None else "redis" if answered else "degraded"
         mode = "shared" if status == "redis" else "memory"
@@ -99,6 +100,12 @@ class Guard:
                 "patterns": pending.get(PATTERN, 0),
                 "headers": pending.get(DOCUMENT, 0),
                 "rate_limits": pending.get(WINDOW, 0),
+            },
+            evictions={
+                "ip_bans": self.ip_bans.memory_evictions,
+                "rate_limits": self.rate_limiter.memory_evictions,
+                "behavior": self.behavior.memory_evictions,
+                "journal": self.store.journal.evictions,
             },
         )
 

@@ -21,6 +21,9 @@ from guard_core.outcome import Written
 
 logger = logging.getLogger("guard_core.journal")
 
+#: A journal that overflowed has room again below this share of its bound.
+ROOM_AGAIN = 0.9
+
 
 @dataclass(frozen=True, eq=False)
 class Change:
@@ -57,6 +60,8 @@ class Journal:
         self._pending = 0
         self._max_entries = max_entries
         self._overflowing = False
+        #: Pending changes dropped to stay within `max_entries` (writes lost), since made.
+        self.evictions = 0
 
     @property
     def has_pending(self) -> bool:
@@ -90,6 +95,7 @@ class Journal:
                 entry.pending = False
             if written is Written.SUPERSEDED or not change.durable:
                 del self._entries[change.slot]
+                self._check_room()
 
     def reopen(self) -> int:
         """Mark every change pending again (Redis restarted without its data); how many."""
@@ -140,6 +146,7 @@ class Journal:
             for slot in [s for s, e in self._entries.items() if e.change.keep_until <= now]:
                 if self._entries.pop(slot).pending:
                     self._pending -= 1
+            self._check_room()
             chosen = [e.change for e in self._entries.values() if e.pending or not pending_only]
         return sorted(chosen, key=lambda change: change.at)
 
@@ -151,11 +158,21 @@ class Journal:
         del self._entries[victim.change.slot]
         if victim.pending:
             self._pending -= 1
+            self.evictions += 1
             if not self._overflowing:
                 self._overflowing = True
                 logger.warning(
                     "Outage journal full (%d changes): dropping the changes that end first",
                     self._max_entries,
                 )
-        elif self._overflowing and self._pending < self._max_entries:
+
+    def _check_room(self) -> None:
+        """After entries left (caller holds the lock): one WARNING when a journal that was
+        dropping pending changes has room again (below `ROOM_AGAIN` of its bound)."""
+        if self._overflowing and len(self._entries) < self._max_entries * ROOM_AGAIN:
             self._overflowing = False
+            logger.warning(
+                "Outage journal has room again (%d of %d changes)",
+                len(self._entries),
+                self._max_entries,
+            )

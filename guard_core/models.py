@@ -224,3 +224,7 @@ class GuardHealth:
     redis: dict[str, Any] = field(default_factory=dict)
     #: Writes each subsystem holds for Redis until it answers again (no lost writes).
     pending_writes: dict[str, int] = field(default_factory=dict)
+    #: Entries each bounded memory fallback dropped to stay within its bound, since start-up:
+    #: live bans ("ip_bans"), live windows ("rate_limits", "behavior"), pending changes of
+    #: the outage journal ("journal"). Each store logs one WARNING when it fills.
+    evictions: dict[str, int] = field(default_factory=dict)

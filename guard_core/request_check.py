@@ -31,6 +31,7 @@ from guard_core.rate_limit_rules import (
     ratelimit_headers,
     retry_after,
 )
+from guard_core.redaction import escape_control
 from guard_core.request_decoding import scan_texts
 from guard_core.request_model import Decision, LimitState, RequestInfo, Verdict
 from guard_core.security_headers import path_matches
@@ -275,8 +276,8 @@ class RequestCheck:
             "action": "logged" if passive else "blocked",
             "status": status,
             "client": client or "-",
-            "method": request.method,
-            "route": request.route or request.path,
+            "method": escape_control(request.method),
+            "route": escape_control(request.route or request.path),
             **(extra or {}),
         }
         decision_logger.info(
@@ -316,5 +317,5 @@ class RequestCheck:
 
 def _shown(value: object) -> str:
     if isinstance(value, list | tuple):
-        return ",".join(str(item) for item in value)
-    return str(value)
+        return ",".join(escape_control(str(item)) for item in value)
+    return escape_control(str(value))

@@ -76,5 +76,6 @@ def test_memory_store_skips_ended_network_bans_and_keeps_its_bound() -> None:
     assert store.network_ban(ipaddress.ip_address("10.1.0.1"), now=100.0) == live
     assert store.network_ban(ipaddress.ip_address("10.2.0.1"), now=100.0) is None
     third = BanRecord(target="192.0.2.0/24", expires_at=900.0)
-    store.add(third, ipaddress.ip_network(third.target))  # the one ending first makes room
+    # the one ending first makes room
+    store.add(third, ipaddress.ip_network(third.target), now=100.0)
     assert {r.target for r in store.records(now=0.0)} == {"10.1.0.0/16", "192.0.2.0/24"}

@@ -16,6 +16,7 @@ from guard_core.keys import validate_ttl
 from guard_core.logs import get_logger
 from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable, Written
+from guard_core.redaction import escape_control
 
 from ..storage.state_store import BAN, BANNED_IPS, BANNED_NETWORKS, StateStore
 from .redis_handler import RedisManager
@@ -68,7 +69,7 @@ class IPBanManager:
             self.logger.warning(
                 "Redis records a lift of %s later than this ban: clocks out of step?", target
             )
-        self.logger.info("Banned %s for %d s: %s", target, seconds, reason)
+        self.logger.info("Banned %s for %d s: %s", target, seconds, escape_control(reason))
         return True
 
     async def unban_ip(self, ip: str) -> bool:
@@ -123,6 +124,11 @@ class IPBanManager:
     def pending_writes(self) -> int:
         """Bans and unbans made here that Redis has not taken yet."""
         return self._store.pending_writes().get(BAN, 0)
+
+    @property
+    def memory_evictions(self) -> int:
+        """Live bans the memory store evicted to stay within `ip_ban_max_entries`."""
+        return self._memory.evictions
 
     async def _lifted_elsewhere(self, record: BanRecord) -> bool:
         """Redis lacks an address ban made here: was it lifted elsewhere (then forget it), or

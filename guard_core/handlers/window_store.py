@@ -13,6 +13,12 @@ from guard_core.sliding_window import MemorySlidingWindow, WindowResult
 from ..storage.state_store import StateStore
 from .redis_handler import RedisManager
 
+#: namespace -> (logger area, what its keys are, for the memory window's warnings)
+_NAMED = {
+    "rate_limit": ("rate_limit", "rate-limited identifiers"),
+    "behavior_usage": ("behavior", "tracked (endpoint, client) pairs"),
+}
+
 
 class SlidingWindowStore:
     """Hits per key in one namespace; shared through Redis, per instance during an outage."""
@@ -22,7 +28,13 @@ class SlidingWindowStore:
     ) -> None:
         self._store = StateStore.of(config, redis)
         self._namespace = namespace
-        self._memory = MemorySlidingWindow(max_keys)
+        area, what = _NAMED.get(namespace, (namespace, "keys"))
+        self._memory = MemorySlidingWindow(max_keys, area=area, what=what)
+
+    @property
+    def evictions(self) -> int:
+        """Live keys the memory window dropped to stay within its bound."""
+        return self._memory.evictions
 
     async def hit(
         self, key: str, limit: int, window: float, *, record_always: bool = False

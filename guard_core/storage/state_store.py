@@ -47,6 +47,7 @@ from guard_core.models import SecurityConfig
 from guard_core.network_index import NetworkIndex
 from guard_core.outcome import UNAVAILABLE, Unavailable, Written
 from guard_core.primitives import AsyncTicker
+from guard_core.redaction import escape_control
 from guard_core.refresh import RefreshClaim
 from guard_core.sliding_window import WindowResult
 from guard_core.write_back import Replay, WriteBackSchedule
@@ -338,7 +339,7 @@ class StateStore:
             try:
                 index.set(parse_network(cidr), record)
             except ValueError:
-                self.logger.warning("Ignoring malformed network ban %r", cidr)
+                self.logger.warning("Ignoring malformed network ban %s", escape_control(cidr))
         self._networks, self._networks_version = index, raw.get(_VERSION_FIELD)
         await self._reconcile_bans()
         return index

@@ -27,6 +27,11 @@ class BehaviorTracker:
             config, redis_handler, "behavior_usage", config.behavior_max_tracked
         )
 
+    @property
+    def memory_evictions(self) -> int:
+        """Counts the memory fallback dropped to stay within its bound (see `health()`)."""
+        return self._store.evictions
+
     def track_usage(
         self, endpoint_id: str, client_ip: str, *, threshold: int, window: float
     ) -> bool:

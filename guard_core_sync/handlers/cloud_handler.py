@@ -34,7 +34,7 @@ from guard_core.logs import get_logger
 from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable
 from guard_core.primitives import Lock
-from guard_core.redaction import Redactor, redact_url
+from guard_core.redaction import Redactor, escape_control, redact_url
 
 from ..storage.state_store import StateStore
 from .redis_handler import RedisManager
@@ -231,7 +231,9 @@ class CloudManager:
         try:
             fetched_at, cidrs = decode_cached(raw)
         except ValueError as exc:
-            self.logger.warning("Ignoring malformed %s ranges cached in Redis: %s", name, exc)
+            self.logger.warning(
+                "Ignoring malformed %s ranges cached in Redis: %s", name, escape_control(str(exc))
+            )
             return None
         # A writer whose clock runs ahead must not make the copy fresh beyond one interval.
         return _Ranges(IPRangeTable(cidrs), tuple(cidrs), min(fetched_at, _now()))
@@ -262,7 +264,7 @@ class CloudManager:
         return PARSERS[name](body)
 
     def _fetch_failed(self, name: str, url: str, exc: Exception) -> None:
-        reason = Redactor.for_url(url).scrub(f"{type(exc).__name__}: {exc}")
+        reason = escape_control(Redactor.for_url(url).scrub(f"{type(exc).__name__}: {exc}"))
         with self._state_lock:
             first = name not in self._failing
             self._failing.add(name)

@@ -31,6 +31,11 @@ class RateLimitManager:
             config, redis_handler, "rate_limit", config.rate_limit_max_tracked
         )
 
+    @property
+    def memory_evictions(self) -> int:
+        """Counts the memory fallback dropped to stay within its bound (see `health()`)."""
+        return self._store.evictions
+
     def check(
         self,
         identifier: str,

@@ -32,6 +32,7 @@ from guard_core.logs import get_logger
 from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable, Written
 from guard_core.primitives import Lock
+from guard_core.redaction import escape_control
 from guard_core.refresh import RefreshClaim
 from guard_core.security_headers import (
     CONFIG_KEY,
@@ -225,7 +226,7 @@ class SecurityHeadersManager:
             if self._rejected == fingerprint:
                 return
             self._rejected = fingerprint
-        reason = str(exc)
+        reason = escape_control(str(exc))
         if len(reason) > _MAX_REASON:
             reason = reason[:_MAX_REASON] + "..."
         self.logger.warning(

@@ -25,6 +25,7 @@ from guard_core.journal import Change
 from guard_core.logs import get_logger
 from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable, Written
+from guard_core.redaction import escape_control
 from guard_core.refresh import RefreshClaim
 
 from ..storage.state_store import CUSTOM_KEY, PATTERN, PATTERNS, StateStore
@@ -143,5 +144,7 @@ class SusPatternsManager:
                     self._store.forget(PATTERN, pattern)  # removed elsewhere
         skipped = self._cache.load_shared(patterns, generation, forget_lifted=settled)
         for pattern in skipped or ():
-            self.logger.warning("Ignoring shared custom pattern %r: not a valid regex", pattern)
+            self.logger.warning(
+                "Ignoring shared custom pattern %s: not a valid regex", escape_control(pattern)
+            )
         return True
