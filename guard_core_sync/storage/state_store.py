@@ -72,6 +72,11 @@ _VERSION_FIELD = "#version"
 BAN, PATTERN, DOCUMENT, WINDOW = "ban", "pattern", "document", "window"
 
 Listener = Callable[[Change, Written], None]
+#: Writes a change of a topic registered by another storage module (`add_topic`): an
+#: `def` answering an `Applied` (a plain `def` in the sync face).
+Applier = Callable[[Change], Any]
+#: A task of the background flusher (`add_tick_task`): an `def` taking no argument.
+TickTask = Callable[[], Any]
 
 _STORES: weakref.WeakKeyDictionary[RedisManager, dict[int, StateStore]] = (
     weakref.WeakKeyDictionary()
@@ -107,6 +112,8 @@ class StateStore:
         self._networks: NetworkIndex[BanRecord] = NetworkIndex()
         self._networks_version: str | None = None
         self._networks_refresh = RefreshClaim(config.redis_state_refresh_interval)
+        self._appliers: dict[str, Applier] = {}
+        self._tick_tasks: list[TickTask] = []
 
     @classmethod
     def of(cls, config: SecurityConfig, redis: RedisManager | None) -> StateStore:
@@ -204,6 +211,8 @@ class StateStore:
         return restarted
 
     def _tick(self) -> None:
+        for task in self._tick_tasks:
+            task()
         redis = self._redis
         if redis is None or not len(self.journal):
             return
@@ -253,6 +262,10 @@ class StateStore:
             return _applied(self._script(DOCUMENT_WRITE, [(namespace, name)], args))
         if change.topic == WINDOW:
             return self._apply_window_reset(change, replay=replay)
+        applier = self._appliers.get(change.topic)
+        if applier is not None:
+            applied: Applied = applier(change)
+            return applied
         raise ValueError(f"unknown journal topic {change.topic!r}")
 
     # -- bans -----------------------------------------------------------------------------
@@ -496,6 +509,22 @@ class StateStore:
 
         removed = self._call(lambda r: r.safe_operation(_trim))
         return _applied(removed, changed_if=lambda n: bool(n))
+
+    # -- extensions (other storage modules: `outage_hits`) ------------------------------------
+
+    def add_topic(self, topic: str, apply: Applier) -> None:
+        """Journal changes of `topic` too, written by `apply(change)`."""
+        self._appliers[topic] = apply
+
+    def add_tick_task(self, task: TickTask) -> None:
+        """Run `task()` on every tick of the background flusher, before its write-back."""
+        self._tick_tasks.append(task)
+
+    def run_script(
+        self, script: LuaScript, keys: Sequence[tuple[str, str]], args: Sequence[str | int | float]
+    ) -> Any:
+        """A Lua script's reply, or `UNAVAILABLE`."""
+        return self._script(script, keys, args)
 
     # -- calls -----------------------------------------------------------------------------
 
