@@ -85,11 +85,13 @@ class OutageWindows:
         members: Members,
         *,
         record_always: bool = False,
+        hit_id: str | None = None,
         now: float | None = None,
     ) -> tuple[WindowResult, tuple[Hit, ...] | None]:
         """Count one hit while Redis is unavailable against this instance's share. Returns
         the result, and the key's outage hits still in the window when this one was
-        recorded (None when it was not)."""
+        recorded (None when it was not). `hit_id`: the id Redis was sent for this hit (a
+        hung Redis may still count it once it wakes up: then it is counted once)."""
         now = time.time() if now is None else now
         with self._lock:
             state = self._state(key)
@@ -101,7 +103,7 @@ class OutageWindows:
             allowed = len(hits) < budget
             recorded: tuple[Hit, ...] | None = None
             if allowed or record_always:
-                hits.append(Hit(uuid.uuid4().hex, now))
+                hits.append(Hit(uuid.uuid4().hex if hit_id is None else hit_id, now))
                 while len(hits) > limit + 1:
                     hits.popleft()
                 recorded = tuple(hits)

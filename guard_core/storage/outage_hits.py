@@ -70,11 +70,17 @@ class OutageShare:
         window: float,
         *,
         record_always: bool,
+        hit_id: str | None = None,
     ) -> WindowResult:
         """Count one hit against this instance's share while Redis is unavailable; a
         recorded hit goes to the journal, to be written into the shared window later."""
         result, hits = windows.hit(
-            key, limit, window, self.membership.members, record_always=record_always
+            key,
+            limit,
+            window,
+            self.membership.members,
+            record_always=record_always,
+            hit_id=hit_id,
         )
         if hits is not None:
             self._journal(namespace, key, window, limit + 1 if record_always else 0, hits)

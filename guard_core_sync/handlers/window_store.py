@@ -12,6 +12,8 @@ Policies decide keys, limits and what a count means; this module only counts hit
 
 from __future__ import annotations
 
+import uuid
+
 from guard_core.models import SecurityConfig
 from guard_core.outage_share import DENY, LOCAL, denied
 from guard_core.outcome import Unavailable
@@ -41,8 +43,9 @@ class SlidingWindowStore:
         """Prune, count and record one hit (only when admitted unless `record_always`)."""
         if self._store.sharing:
             self._store.sync()
+            hit_id = uuid.uuid4().hex  # one id for the hit, whichever window counts it
             shared = self._store.window_hit(
-                self._namespace, key, limit, window, record_always=record_always
+                self._namespace, key, limit, window, record_always=record_always, hit_id=hit_id
             )
             if not isinstance(shared, Unavailable):
                 if self._policy != LOCAL:
@@ -52,7 +55,13 @@ class SlidingWindowStore:
                 return denied(limit, window)
             if self._policy != LOCAL:
                 return self._share.hit(
-                    self._warm, self._namespace, key, limit, window, record_always=record_always
+                    self._warm,
+                    self._namespace,
+                    key,
+                    limit,
+                    window,
+                    record_always=record_always,
+                    hit_id=hit_id,
                 )
         return self._memory.hit(key, limit, window, record_always=record_always)
 

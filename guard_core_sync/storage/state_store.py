@@ -467,13 +467,21 @@ class StateStore:
     # -- sliding windows -------------------------------------------------------------------
 
     def window_hit(
-        self, namespace: str, key: str, limit: int, window: float, *, record_always: bool
+        self,
+        namespace: str,
+        key: str,
+        limit: int,
+        window: float,
+        *,
+        record_always: bool,
+        hit_id: str | None = None,
     ) -> WindowResult | Unavailable:
-        """Prune, count and record one hit in a shared window (server clock)."""
+        """Prune, count and record one hit in a shared window (server clock); `hit_id`
+        names the hit (its member: a hit written again later is counted once)."""
         args: list[str | int | float] = [
             limit,
             max(1, round(window * 1000)),
-            uuid.uuid4().hex,
+            uuid.uuid4().hex if hit_id is None else hit_id,
             "1" if record_always else "0",
         ]
         reply = self._script(SLIDING_WINDOW, [(namespace, key)], args)
