@@ -18,6 +18,8 @@ import pytest
 import redis
 
 from guard_core.guard import Guard
+from guard_core.lua_scripts import WINDOW_MERGE
+from guard_core.models import SecurityConfig
 from guard_core.testing import LocalRedisServer
 from tests.support.faults import kill, pause, resume
 from tests.support.instances import Instances, instances
@@ -181,3 +183,23 @@ def test_deny_policy_refuses_everything_while_redis_is_down(
             lambda: sum(group.hit_all("stranger", LIMIT, WINDOW, 1)) == 3,
             "Redis admits again once it answers",
         )
+
+
+@pytest.mark.anyio
+async def test_outage_hits_are_written_once_however_often(private_server: LocalRedisServer) -> None:
+    config = SecurityConfig(redis_url=private_server.url, redis_prefix=PREFIX)
+    async with Guard(config) as guard:
+        now_ms = int(time.time() * 1000)
+        window_ms = int(WINDOW * 1000)
+        pairs: list[str | int | float] = ["a", now_ms - 1000, "b", now_ms, "old", now_ms - 500_000]
+        keys = [("rate_limit", "rate:merged")]
+        # written back twice (two instances, or a replay after a restart): counted once
+        assert await guard.store.run_script(WINDOW_MERGE, keys, [window_ms, 0, *pairs]) == 2
+        assert await guard.store.run_script(WINDOW_MERGE, keys, [window_ms, 0, *pairs]) == 0
+        assert window_size(private_server, "rate_limit:rate:merged") == 2
+        # a tracker keeps only the newest threshold + 1
+        more: list[str | int | float] = ["c", now_ms - 10, "d", now_ms - 5]
+        assert await guard.store.run_script(WINDOW_MERGE, keys, [window_ms, 3, *more]) == 2
+        assert window_size(private_server, "rate_limit:rate:merged") == 3
+        assert (await guard.rate_limiter.check("merged", limit=4, window=WINDOW)).allowed
+        assert not (await guard.rate_limiter.check("merged", limit=4, window=WINDOW)).allowed
