@@ -42,6 +42,7 @@ class OutageShare:
         self._windows: dict[str, OutageWindows] = {}
         self._lock = threading.Lock()
         store.add_tick_task(self.membership.tick)
+        store.add_close_task(self.membership.leave)
         store.add_topic(WINDOW_HITS, self._apply)
 
     @classmethod

@@ -7,7 +7,7 @@ flusher sends this instance's heartbeat on every tick (no round trip on the requ
 its id scored by the server's time in the sorted set `members:instances`, from which
 instances silent for `rate_limit_member_timeout` seconds are dropped. The live count and
 this instance's place among them, as last seen, split rate limits during an outage
-(`guard_core.outage_share`).
+(`guard_core.outage_share`). A closing instance leaves the set at once.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Membership:
         if not self._store.sharing:
             return UNAVAILABLE
         reply = self._store.run_script(
-            MEMBERSHIP, [(MEMBERS, INSTANCES)], [self.instance_id, self._timeout_ms]
+            MEMBERSHIP, [(MEMBERS, INSTANCES)], [self.instance_id, self._timeout_ms, "beat"]
         )
         if isinstance(reply, Unavailable):
             return UNAVAILABLE
@@ -53,6 +53,14 @@ class Membership:
             self.logger.info("Live instances sharing rate limits: %d", members.count)
         self.members = members
         return members
+
+    def leave(self) -> None:
+        """Leave the live instances at once (the guard closes): the others' share grows at
+        their next heartbeat instead of after the timeout. Best effort."""
+        if self._store.sharing:
+            self._store.run_script(
+                MEMBERSHIP, [(MEMBERS, INSTANCES)], [self.instance_id, self._timeout_ms, "leave"]
+            )
 
     def tick(self) -> None:
         """The flusher's task: one heartbeat (a failure is noted by the manager)."""

@@ -114,6 +114,7 @@ class StateStore:
         self._networks_refresh = RefreshClaim(config.redis_state_refresh_interval)
         self._appliers: dict[str, Applier] = {}
         self._tick_tasks: list[TickTask] = []
+        self._close_tasks: list[TickTask] = []
 
     @classmethod
     def of(cls, config: SecurityConfig, redis: RedisManager | None) -> StateStore:
@@ -165,6 +166,8 @@ class StateStore:
     def close(self) -> None:
         """Stop the flusher, then write pending changes within `redis_close_flush_timeout`."""
         self._ticker.stop()
+        for task in self._close_tasks:
+            task()
         redis = self._redis
         if redis is None or not self.sharing or not self.journal.has_pending:
             return
@@ -527,6 +530,10 @@ class StateStore:
     def add_tick_task(self, task: TickTask) -> None:
         """Run `task()` on every tick of the background flusher, before its write-back."""
         self._tick_tasks.append(task)
+
+    def add_close_task(self, task: TickTask) -> None:
+        """Run `task()` when the store closes, after the flusher stopped."""
+        self._close_tasks.append(task)
 
     def run_script(
         self, script: LuaScript, keys: Sequence[tuple[str, str]], args: Sequence[str | int | float]

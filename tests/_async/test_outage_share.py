@@ -135,11 +135,19 @@ def test_an_instance_joining_or_leaving_changes_the_others_share(
         kill(private_server)
         assert sorted(group.hit_all("first", 10, WINDOW, 10)) == [3, 3, 4]
         private_server.start()
-        group.remove(joined)  # it stops sending heartbeats; the others notice after 1 s
+        group.wait_for_members(3)
+        group.remove(joined, crash=True)  # no more heartbeats: the others notice after 1 s
         group.wait_for_members(2)
         pause(private_server)
         assert group.hit_all("second", 10, WINDOW, 10) == [5, 5]
         resume(private_server)
+        wait_until(
+            lambda: window_size(private_server, "rate_limit:rate:second") == 10,
+            "both instances wrote back (Redis answers them again)",
+        )
+        # a guard that closes leaves at once
+        group.remove(group.running[0])
+        assert window_size(private_server, "members:instances") == 1
 
 
 def test_behaviour_counters_are_shared_and_written_back(private_server: LocalRedisServer) -> None:

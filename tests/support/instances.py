@@ -88,9 +88,15 @@ class Instances:
         self.running.extend(started)
         return started
 
-    def remove(self, instance: Instance) -> None:
+    def remove(self, instance: Instance, *, crash: bool = False) -> None:
+        """Stop `instance`: its guard closes (it leaves the live instances at once), or with
+        `crash` it is killed (it stops sending heartbeats, nothing more)."""
         self.running.remove(instance)
-        instance.quit()
+        if crash:
+            instance.process.kill()
+            instance.process.wait(timeout=15)
+        else:
+            instance.quit()
 
     def ask_all(
         self, message: dict[str, Any], among: Sequence[Instance] | None = None
