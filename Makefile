@@ -66,3 +66,4 @@ bench: venv redis-server $(PEER_VENV)/.installed
 	$(PY) benchmarks/bench_outage.py --peer-python $(PEER_VENV)/bin/python
 	$(PY) benchmarks/bench_network_bans.py
 	$(PY) benchmarks/bench_patterns.py --peer-python $(PEER_VENV)/bin/python
+	$(PY) benchmarks/bench_outage_share.py

@@ -35,3 +35,9 @@ PATTERN_WRITE = load_script("pattern_write")
 
 #: Store a JSON document unless the stored one is newer: see `lua/document_write.lua`.
 DOCUMENT_WRITE = load_script("document_write")
+
+#: Heartbeat of one instance, and the live instances: see `lua/membership.lua`.
+MEMBERSHIP = load_script("membership")
+
+#: Write hits counted during an outage into a shared window, once: see `lua/window_merge.lua`.
+WINDOW_MERGE = load_script("window_merge")

@@ -11,6 +11,9 @@ from guard_core.redaction import redact_url
 from guard_core.redis_url import Topology, parse_redis_url, topology_of
 from guard_core.validation import MAX_TTL, shown_number
 
+#: `SecurityConfig.rate_limit_outage_policy` values (see `guard_core.outage_share`).
+OUTAGE_POLICIES = ("share", "local", "deny")
+
 
 def _require_bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
@@ -88,6 +91,15 @@ class SecurityConfig:
     rate_limit_window: float = 60.0
     #: Identifiers tracked in memory when Redis is unavailable (least recently used dropped).
     rate_limit_max_tracked: int = 10_000
+    #: What rate limits do while Redis is unavailable: "share" (each instance admits its
+    #: share of what is left of the shared limit, split between the instances alive when
+    #: Redis went away), "local" (each instance counts for itself: N instances admit up to
+    #: N times the limit) or "deny" (fail closed: every rate-limited request is refused).
+    rate_limit_outage_policy: str = "share"
+    #: Seconds after its last heartbeat an instance stops counting among the live instances
+    #: that split a limit during an outage (heartbeats go out every
+    #: `redis_journal_flush_interval` seconds while Redis answers).
+    rate_limit_member_timeout: float = 10.0
 
     # -- IP bans ------------------------------------------------------------------------
     #: Ban length used when a caller gives none, in seconds.
@@ -144,9 +156,15 @@ class SecurityConfig:
             "redis_state_refresh_interval",
             "rate_limit_window",
             "redis_journal_flush_interval",
+            "rate_limit_member_timeout",
         ):
             _require_number(name, getattr(self, name), minimum=0, allow_zero=False)
         _require_int("rate_limit", self.rate_limit, low=1, high=10_000_000)
+        if self.rate_limit_outage_policy not in OUTAGE_POLICIES:
+            raise ValueError(
+                f"rate_limit_outage_policy must be one of {', '.join(OUTAGE_POLICIES)}"
+                f" (got {self.rate_limit_outage_policy!r})"
+            )
         _require_number(
             "redis_close_flush_timeout", self.redis_close_flush_timeout, minimum=0, allow_zero=True
         )

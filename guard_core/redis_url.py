@@ -1,6 +1,8 @@
 """What a `redis_url` names: one server, a master found through Sentinel, or a Cluster.
 
-Standalone URLs (`redis://`, `rediss://`, `unix://`) are handed to redis-py as they are.
+Standalone URLs (`redis://`, `rediss://`, `unix://`) are handed to redis-py once checked
+here: port 1..65535, database 0..15, no fragment, a socket path for `unix://`, and no query
+parameter that would override a configured bound (timeouts, retries, pool size).
 The topology schemes list several `host:port` addresses separated by commas:
 
 - `redis+sentinel://[user:password@]host:port[,host:port...]/service_name`: the addresses
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from guard_core.redaction import redact_url
 
@@ -43,6 +45,21 @@ TLS_OPTIONS = frozenset(
     }
 )
 SENTINEL_OPTIONS = frozenset({"sentinel_username", "sentinel_password"})
+#: Query parameters a standalone URL may carry besides the TLS ones.
+STANDALONE_OPTIONS = frozenset({"db", "username", "password", "client_name"})
+#: Query parameters that would override a configured bound, and the field to use instead.
+BOUND_OPTIONS = {
+    "socket_timeout": "redis_socket_timeout",
+    "socket_connect_timeout": "redis_connect_timeout",
+    "retry_on_timeout": "timeouts are never retried",
+    "retry_on_error": "redis_retries",
+    "max_connections": "redis_max_connections",
+    "timeout": "redis_pool_timeout",
+    "health_check_interval": "the circuit breaker",
+    "socket_keepalive": "redis_socket_timeout",
+}
+#: Databases of a Redis server with its default configuration (`databases 16`).
+MAX_DATABASES = 16
 
 
 class Topology(Enum):
@@ -97,13 +114,9 @@ def parse_redis_url(url: object) -> RedisTarget:
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise ValueError(f"redis_url scheme must be one of {', '.join(SCHEMES)} (got {scheme!r})")
+    _check_userinfo(url, parts.netloc)
     if scheme in STANDALONE_SCHEMES:
-        try:
-            parts.port  # noqa: B018 - parsing the port validates it
-        except ValueError:
-            raise ValueError(f"redis_url is not a valid URL: {shown}") from None
-        if scheme != "unix" and not parts.hostname:
-            raise ValueError("redis_url has no host")
+        _check_standalone(scheme, parts, shown)
         return RedisTarget(topology=Topology.STANDALONE, tls=scheme == "rediss")
     topology = Topology.SENTINEL if scheme in SENTINEL_SCHEMES else Topology.CLUSTER
     userinfo, _, hosts = parts.netloc.rpartition("@")
@@ -124,6 +137,68 @@ def parse_redis_url(url: object) -> RedisTarget:
         password=password,
         options=options,
     )
+
+
+def _check_userinfo(url: str, netloc: str) -> None:
+    """An unencoded `#`, `/`, `?` or `@` in the password makes the URL name another host:
+    refuse it, saying how to encode it, without showing it."""
+    rest = url.partition("://")[2]
+    if "@" in rest[rest.find(netloc) + len(netloc) :]:
+        raise ValueError(
+            "redis_url: the user name or password contains '#', '/', '?' or '@' unencoded, "
+            "so the URL would name another host; percent-encode them (# as %23, / as %2F, "
+            "? as %3F, @ as %40), e.g. with urllib.parse.quote(password, safe='')"
+        )
+
+
+def _check_standalone(scheme: str, parts: SplitResult, shown: str) -> None:
+    """What redis-py would misread or apply silently: checked here, at construction."""
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"redis_url has an invalid port (1..65535): {shown}") from None
+    if parts.fragment:
+        raise ValueError(f"redis_url must not have a fragment ('#...'): {shown}")
+    if scheme == "unix":
+        if not parts.path or parts.path == "/":
+            raise ValueError(
+                "redis_url: a unix:// URL names its socket, e.g. unix:///run/redis.sock"
+            )
+    else:
+        host = parts.hostname
+        if not host:
+            raise ValueError("redis_url has no host")
+        if not host.isprintable() or any(ch.isspace() for ch in host):
+            raise ValueError(f"redis_url has a malformed host: {shown}")
+        if port == 0:
+            raise ValueError(f"redis_url has an invalid port 0 (1..65535): {shown}")
+        database = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if database:
+            _check_database(database, "path", shown)
+    allowed = STANDALONE_OPTIONS | (TLS_OPTIONS if scheme == "rediss" else frozenset())
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in BOUND_OPTIONS:
+            raise ValueError(
+                f"redis_url must not set {name!r}: timeouts, retries and the pool size come "
+                f"from SecurityConfig ({BOUND_OPTIONS[name]}), so that they stay bounded"
+            )
+        if name not in allowed:
+            hint = " (TLS options need the rediss scheme)" if name in TLS_OPTIONS else ""
+            raise ValueError(f"redis_url has an unknown query parameter {name!r}{hint}")
+        if name == "db":
+            _check_database(value, "db parameter", shown)
+        elif name == "ssl_cert_reqs" and value.lower() not in ("none", "optional", "required"):
+            raise ValueError("redis_url: ssl_cert_reqs must be none, optional or required")
+        elif name == "ssl_check_hostname" and value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError("redis_url: ssl_check_hostname must be true or false")
+
+
+def _check_database(text: str, where: str, shown: str) -> None:
+    if not text.isdigit() or not 0 <= int(text) < MAX_DATABASES:
+        raise ValueError(
+            f"redis_url: the database ({where}) must be a number from 0 to "
+            f"{MAX_DATABASES - 1}: {shown}"
+        )
 
 
 def _node(text: str, default_port: int, shown: str) -> tuple[str, int]:

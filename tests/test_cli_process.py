@@ -113,8 +113,10 @@ def test_demo_outage_degrades_and_both_instances_keep_protecting(demo: str) -> N
     assert 'B  health "degraded", circuit breaker open' in outage
     assert "A  request from 203.0.113.7: REFUSED (403)" in outage
     assert "B  request from 192.0.2.10: REFUSED (403)" in outage
-    assert "A  login from 198.51.100.20: admitted, 1 of 5 used\n" in outage
-    assert "A counts alone while the shared window is out of reach" in outage
+    # its share of what was left (it last saw 3 of 5 used; 2 instances): one login, not five
+    assert "A  login from 198.51.100.20: admitted, 5 of 5 used\n" in outage
+    assert "A  login from 198.51.100.20: REJECTED (429): all 5 used" in outage
+    assert "A admits only its share of what was left when Redis went away" in outage
     assert "attack detected (xss)" in outage
     during = _section(demo, 5)
     assert "A  bans 198.51.100.66 for 1 h (credential stuffing)\n" in during

@@ -1,15 +1,23 @@
 """Sliding-window counting for policies (rate limits, behaviour tracking): the shared window
-in Redis when it answers, a memory window when it does not.
+in Redis when it answers; while it does not, what `rate_limit_outage_policy` says:
+- "share": each instance counts against its share of what was left of the limit (see
+  `guard_core.outage_share`); those hits are written into the shared window afterwards;
+- "local": each instance counts for itself in a memory window;
+- "deny": limiting refuses every hit (tracking counts as under "share").
 
 Policies decide keys, limits and what a count means; this module only counts hits.
 """
 
 from __future__ import annotations
 
+import uuid
+
 from guard_core.models import SecurityConfig
+from guard_core.outage_share import DENY, LOCAL, denied
 from guard_core.outcome import Unavailable
 from guard_core.sliding_window import MemorySlidingWindow, WindowResult
 
+from ..storage.outage_hits import OutageShare
 from ..storage.state_store import StateStore
 from .redis_handler import RedisManager
 
@@ -21,7 +29,7 @@ _NAMED = {
 
 
 class SlidingWindowStore:
-    """Hits per key in one namespace; shared through Redis, per instance during an outage."""
+    """Hits per key in one namespace; shared through Redis, by policy during an outage."""
 
     def __init__(
         self, config: SecurityConfig, redis: RedisManager | None, namespace: str, max_keys: int
@@ -30,6 +38,9 @@ class SlidingWindowStore:
         self._namespace = namespace
         area, what = _NAMED.get(namespace, (namespace, "keys"))
         self._memory = MemorySlidingWindow(max_keys, area=area, what=what)
+        self._policy = config.rate_limit_outage_policy
+        self._share = OutageShare.of(self._store)
+        self._warm = self._share.windows(namespace, max_keys)
 
     @property
     def evictions(self) -> int:
@@ -42,15 +53,32 @@ class SlidingWindowStore:
         """Prune, count and record one hit (only when admitted unless `record_always`)."""
         if self._store.sharing:
             await self._store.sync()
+            hit_id = uuid.uuid4().hex  # one id for the hit, whichever window counts it
             shared = await self._store.window_hit(
-                self._namespace, key, limit, window, record_always=record_always
+                self._namespace, key, limit, window, record_always=record_always, hit_id=hit_id
             )
             if not isinstance(shared, Unavailable):
+                if self._policy != LOCAL:
+                    self._warm.seen(key, shared.count)
                 return shared
+            if self._policy == DENY and not record_always:
+                return denied(limit, window)
+            if self._policy != LOCAL:
+                return self._share.hit(
+                    self._warm,
+                    self._namespace,
+                    key,
+                    limit,
+                    window,
+                    record_always=record_always,
+                    hit_id=hit_id,
+                )
         return self._memory.hit(key, limit, window, record_always=record_always)
 
     async def reset(self, key: str) -> None:
         """Forget a key's hits, in memory and in Redis (written back after an outage)."""
         self._memory.reset(key)
+        self._warm.reset(key)
         if self._store.sharing:
+            self._share.forget(self._namespace, key)
             await self._store.submit(self._store.window_reset_change(self._namespace, key))

@@ -70,6 +70,11 @@ _VERSION_FIELD = "#version"
 BAN, PATTERN, DOCUMENT, WINDOW = "ban", "pattern", "document", "window"
 
 Listener = Callable[[Change, Written], None]
+#: Writes a change of a topic registered by another storage module (`add_topic`): an
+#: `async def` answering an `Applied` (a plain `def` in the sync face).
+Applier = Callable[[Change], Any]
+#: A task of the background flusher (`add_tick_task`): an `async def` taking no argument.
+TickTask = Callable[[], Any]
 
 _STORES_LOCK = threading.Lock()
 
@@ -102,6 +107,12 @@ class StateStore:
         self._networks: NetworkIndex[BanRecord] = NetworkIndex()
         self._networks_version: str | None = None
         self._networks_refresh = RefreshClaim(config.redis_state_refresh_interval)
+        #: Objects other storage modules keep per store (the outage share), so that they
+        #: live and die with it.
+        self.extensions: dict[str, object] = {}
+        self._appliers: dict[str, Applier] = {}
+        self._tick_tasks: list[TickTask] = []
+        self._close_tasks: list[TickTask] = []
 
     @classmethod
     def of(cls, config: SecurityConfig, redis: RedisManager | None) -> StateStore:
@@ -155,6 +166,8 @@ class StateStore:
     async def close(self) -> None:
         """Stop the flusher, then write pending changes within `redis_close_flush_timeout`."""
         await self._ticker.stop()
+        for task in self._close_tasks:
+            await task()
         redis = self._redis
         if redis is None or not self.sharing or not self.journal.has_pending:
             return
@@ -201,6 +214,8 @@ class StateStore:
         return restarted
 
     async def _tick(self) -> None:
+        for task in self._tick_tasks:
+            await task()
         redis = self._redis
         if redis is None or not len(self.journal):
             return
@@ -250,6 +265,10 @@ class StateStore:
             return _applied(await self._script(DOCUMENT_WRITE, [(namespace, name)], args))
         if change.topic == WINDOW:
             return await self._apply_window_reset(change, replay=replay)
+        applier = self._appliers.get(change.topic)
+        if applier is not None:
+            applied: Applied = await applier(change)
+            return applied
         raise ValueError(f"unknown journal topic {change.topic!r}")
 
     # -- bans -----------------------------------------------------------------------------
@@ -451,13 +470,21 @@ class StateStore:
     # -- sliding windows -------------------------------------------------------------------
 
     async def window_hit(
-        self, namespace: str, key: str, limit: int, window: float, *, record_always: bool
+        self,
+        namespace: str,
+        key: str,
+        limit: int,
+        window: float,
+        *,
+        record_always: bool,
+        hit_id: str | None = None,
     ) -> WindowResult | Unavailable:
-        """Prune, count and record one hit in a shared window (server clock)."""
+        """Prune, count and record one hit in a shared window (server clock); `hit_id`
+        names the hit (its member: a hit written again later is counted once)."""
         args: list[str | int | float] = [
             limit,
             max(1, round(window * 1000)),
-            uuid.uuid4().hex,
+            uuid.uuid4().hex if hit_id is None else hit_id,
             "1" if record_always else "0",
         ]
         reply = await self._script(SLIDING_WINDOW, [(namespace, key)], args)
@@ -493,6 +520,26 @@ class StateStore:
 
         removed = await self._call(lambda r: r.safe_operation(_trim))
         return _applied(removed, changed_if=lambda n: bool(n))
+
+    # -- extensions (other storage modules: `outage_hits`) ------------------------------------
+
+    def add_topic(self, topic: str, apply: Applier) -> None:
+        """Journal changes of `topic` too, written by `apply(change)`."""
+        self._appliers[topic] = apply
+
+    def add_tick_task(self, task: TickTask) -> None:
+        """Run `await task()` on every tick of the background flusher, before its write-back."""
+        self._tick_tasks.append(task)
+
+    def add_close_task(self, task: TickTask) -> None:
+        """Run `await task()` when the store closes, after the flusher stopped."""
+        self._close_tasks.append(task)
+
+    async def run_script(
+        self, script: LuaScript, keys: Sequence[tuple[str, str]], args: Sequence[str | int | float]
+    ) -> Any:
+        """A Lua script's reply, or `UNAVAILABLE`."""
+        return await self._script(script, keys, args)
 
     # -- calls -----------------------------------------------------------------------------
 

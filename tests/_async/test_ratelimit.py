@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -129,20 +130,22 @@ async def test_no_redis_manager_at_all() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("policy", "admitted"),
+    [("local", [True, True, False]), ("share", [True, False, False])],
+)
 async def test_redis_stopped_mid_run(
-    private_server: LocalRedisServer, private_env: StateEnv
+    private_server: LocalRedisServer, private_env: StateEnv, policy: str, admitted: list[bool]
 ) -> None:
-    limiter = RateLimitManager(private_env.config, private_env.redis)
-    other_redis = RedisManager(private_env.config)
-    other = RateLimitManager(private_env.config, other_redis)
+    config = dataclasses.replace(private_env.config, rate_limit_outage_policy=policy)
+    limiter = RateLimitManager(config, private_env.redis)
+    other_redis = RedisManager(config)
+    other = RateLimitManager(config, other_redis)
     assert (await limiter.check("h", limit=2, window=60)).allowed
     private_server.stop()
-    # per instance while Redis is gone, and no exception reaches the caller
-    assert [(await limiter.check("h", limit=2, window=60)).allowed for _ in range(3)] == [
-        True,
-        True,
-        False,
-    ]
+    # "local": per instance while Redis is gone; "share": what was left when it went away
+    # (one instance here); no exception reaches the caller
+    assert [(await limiter.check("h", limit=2, window=60)).allowed for _ in range(3)] == admitted
     private_server.start()
     assert (await limiter.check("i", limit=1, window=60)).allowed
     assert not (await other.check("i", limit=1, window=60)).allowed  # shared again
@@ -185,14 +188,20 @@ async def test_behavior_bad_arguments(state_env: StateEnv) -> None:
         await tracker.track_usage("/x", "192.0.2.1", threshold=0, window=1)
 
 
+@pytest.mark.parametrize(
+    ("policy", "exceeded"), [("local", [False, True]), ("share", [True, True])]
+)
 async def test_behavior_survives_redis_stopping(
-    private_server: LocalRedisServer, private_env: StateEnv
+    private_server: LocalRedisServer, private_env: StateEnv, policy: str, exceeded: list[bool]
 ) -> None:
-    tracker = BehaviorTracker(private_env.config, private_env.redis)
+    config = dataclasses.replace(private_env.config, rate_limit_outage_policy=policy)
+    tracker = BehaviorTracker(config, private_env.redis)
     assert not await tracker.track_usage("/y", "192.0.2.9", threshold=1, window=60)
     private_server.stop()
-    assert not await tracker.track_usage("/y", "192.0.2.9", threshold=1, window=60)
-    assert await tracker.track_usage("/y", "192.0.2.9", threshold=1, window=60)
+    # "share" remembers the use Redis counted before it went away
+    assert [
+        await tracker.track_usage("/y", "192.0.2.9", threshold=1, window=60) for _ in range(2)
+    ] == exceeded
     private_server.start()
     assert not await tracker.track_usage("/z", "192.0.2.9", threshold=1, window=60)
     assert private_env.inspect is not None

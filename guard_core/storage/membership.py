@@ -1,0 +1,65 @@
+"""`Membership`: which instances are alive, told by heartbeats into Redis.
+
+An instance is one `Guard` (one `StateStore`). While Redis answers, the store's background
+flusher sends this instance's heartbeat on every tick (no round trip on the request path):
+its id scored by the server's time in the sorted set `members:instances`, from which
+instances silent for `rate_limit_member_timeout` seconds are dropped. The live count and
+this instance's place among them, as last seen, split rate limits during an outage
+(`guard_core.outage_share`). A closing instance leaves the set at once.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+from guard_core.logs import get_logger
+from guard_core.lua_scripts import MEMBERSHIP
+from guard_core.outage_share import Members
+from guard_core.outcome import UNAVAILABLE, Unavailable
+
+from .state_store import StateStore
+
+MEMBERS, INSTANCES = "members", "instances"
+
+
+class Membership:
+    """This instance's heartbeat, and the live instances it last saw."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self.logger = get_logger("store")
+        #: This instance's id in the set of live instances.
+        self.instance_id = uuid.uuid4().hex
+        #: The live instances as last seen (only this one until a heartbeat is answered).
+        self.members = Members()
+        self._timeout_ms = max(1, math.ceil(store.config.rate_limit_member_timeout * 1000))
+
+    async def beat(self) -> Members | Unavailable:
+        """Send the heartbeat; the live instances now, or `UNAVAILABLE` (the last seen
+        stay in use)."""
+        if not self._store.sharing:
+            return UNAVAILABLE
+        reply = await self._store.run_script(
+            MEMBERSHIP, [(MEMBERS, INSTANCES)], [self.instance_id, self._timeout_ms, "beat"]
+        )
+        if isinstance(reply, Unavailable):
+            return UNAVAILABLE
+        live, rank = reply
+        members = Members(count=max(1, int(live)), rank=int(rank))
+        if members.count != self.members.count:
+            self.logger.info("Live instances sharing rate limits: %d", members.count)
+        self.members = members
+        return members
+
+    async def leave(self) -> None:
+        """Leave the live instances at once (the guard closes): the others' share grows at
+        their next heartbeat instead of after the timeout. Best effort."""
+        if self._store.sharing:
+            await self._store.run_script(
+                MEMBERSHIP, [(MEMBERS, INSTANCES)], [self.instance_id, self._timeout_ms, "leave"]
+            )
+
+    async def tick(self) -> None:
+        """The flusher's task: one heartbeat (a failure is noted by the manager)."""
+        await self.beat()

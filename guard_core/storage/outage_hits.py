@@ -1,0 +1,133 @@
+"""`OutageShare`: sliding windows while Redis is unavailable, split between instances, and
+the hits counted meanwhile written into the shared windows once Redis answers again.
+
+One per `StateStore` (hence per `Guard`). Policy (`rate_limit_outage_policy`) is applied by
+the window store of the subsystems; this module holds the storage side:
+- the warm windows (`guard_core.outage_share.OutageWindows`, one per namespace), fed by every
+  Redis reply and used during an outage;
+- the live instances (`membership.Membership`), refreshed by the background flusher;
+- journal changes of topic `window_hits`: per window, the hits counted here during the
+  outage, each with its id and time; written back by `lua/window_merge.lua`, which adds each
+  hit once however often it is written.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+from guard_core.journal import Change
+from guard_core.lua_scripts import WINDOW_MERGE
+from guard_core.outage_share import Hit, OutageWindows
+from guard_core.outcome import Unavailable, Written
+from guard_core.sliding_window import WindowResult
+
+from .membership import Membership
+from .state_store import Applied, StateStore
+
+#: Journal topic: hits counted during an outage, to be written into a shared window.
+WINDOW_HITS = "window_hits"
+
+_SHARES_LOCK = threading.Lock()
+
+
+class OutageShare:
+    """The outage side of the sliding windows of one store."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self.membership = Membership(store)
+        self._windows: dict[str, OutageWindows] = {}
+        self._lock = threading.Lock()
+        store.add_tick_task(self.membership.tick)
+        store.add_close_task(self.membership.leave)
+        store.add_topic(WINDOW_HITS, self._apply)
+
+    @classmethod
+    def of(cls, store: StateStore) -> OutageShare:
+        """The share of `store` (made on first use)."""
+        with _SHARES_LOCK:
+            # kept on the store, so that it lives and dies with it (no registry keeps it)
+            share = store.extensions.get("outage_share")
+            if not isinstance(share, cls):
+                share = cls(store)
+                store.extensions["outage_share"] = share
+            return share
+
+    def windows(self, namespace: str, max_keys: int) -> OutageWindows:
+        """The warm windows of `namespace` (made on first use, bounded to `max_keys`)."""
+        with self._lock:
+            found = self._windows.get(namespace)
+            if found is None:
+                found = self._windows[namespace] = OutageWindows(max_keys)
+            return found
+
+    def hit(
+        self,
+        windows: OutageWindows,
+        namespace: str,
+        key: str,
+        limit: int,
+        window: float,
+        *,
+        record_always: bool,
+        hit_id: str | None = None,
+    ) -> WindowResult:
+        """Count one hit against this instance's share while Redis is unavailable; a
+        recorded hit goes to the journal, to be written into the shared window later."""
+        result, hits = windows.hit(
+            key,
+            limit,
+            window,
+            self.membership.members,
+            record_always=record_always,
+            hit_id=hit_id,
+        )
+        if hits is not None:
+            self._journal(namespace, key, window, limit + 1 if record_always else 0, hits)
+        return result
+
+    def forget(self, namespace: str, key: str) -> None:
+        """Drop the hits still to be written for a window that was reset."""
+        journal = self._store.journal
+        change = journal.latest(WINDOW_HITS, f"{namespace}:{key}")
+        if change is not None:
+            journal.settle(change, Written.SUPERSEDED)
+
+    def _journal(
+        self, namespace: str, key: str, window: float, keep: int, hits: tuple[Hit, ...]
+    ) -> None:
+        """Record the window's outage hits as one change (the latest holds them all)."""
+        journal = self._store.journal
+        target = f"{namespace}:{key}"
+        newest = hits[-1].at
+        known = {hit.id for hit in hits}
+        earlier: tuple[Hit, ...] = ()
+        previous = journal.latest(WINDOW_HITS, target)
+        if previous is not None and journal.is_pending(WINDOW_HITS, target):
+            # hits of an earlier outage Redis has not taken yet: keep them in this change
+            earlier = tuple(
+                hit
+                for hit in previous.data["hits"]
+                if hit.id not in known and hit.at > newest - window
+            )
+        journal.record(
+            Change(
+                topic=WINDOW_HITS, target=target, action="merge", at=newest,
+                keep_until=newest + window, durable=False,
+                data={"hits": earlier + hits, "window": window, "keep": keep},
+            )
+        )  # fmt: skip
+
+    async def _apply(self, change: Change) -> Applied:
+        namespace, _, key = change.target.partition(":")
+        args: list[str | int | float] = [
+            max(1, round(change.data["window"] * 1000)),
+            change.data["keep"],
+        ]
+        for hit in change.data["hits"]:
+            args.extend((hit.id, math.floor(hit.at * 1000)))
+        reply = await self._store.run_script(WINDOW_MERGE, [(namespace, key)], args)
+        if isinstance(reply, Unavailable):
+            return Applied(Written.KEPT)
+        return Applied(Written.TAKEN, changed=int(reply) > 0)
