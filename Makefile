@@ -65,5 +65,6 @@ bench: venv redis-server $(PEER_VENV)/.installed
 	$(PY) benchmarks/bench_redis_manager.py
 	$(PY) benchmarks/bench_outage.py --peer-python $(PEER_VENV)/bin/python
 	$(PY) benchmarks/bench_network_bans.py
+	$(PY) benchmarks/bench_hung_calls.py
 	$(PY) benchmarks/bench_patterns.py --peer-python $(PEER_VENV)/bin/python
 	$(PY) benchmarks/bench_outage_share.py

@@ -92,13 +92,11 @@ class RedisManager:
         self.attachments: dict[object, object] = {}
         #: Cluster mode: keys in the hash-tag layout.
         self.cluster = topology_of(config.redis_url) is Topology.CLUSTER
-        # A Cluster client's per-node pools refuse (rather than wait) past their size: the
-        # commands in flight are bounded here instead, waiting like the standalone pool.
-        self._slots = (
-            AsyncSlots(config.redis_max_connections, config.redis_pool_timeout)
-            if self.cluster
-            else None
-        )
+        # Commands in flight are bounded here, not by the pool (which then never waits):
+        # a caller that waited for a slot while Redis hung finds the breaker open and fails
+        # fast, so a hung call costs one timeout whatever the concurrency. (A Cluster
+        # client's per-node pools would refuse, rather than wait, past their size.)
+        self._slots = AsyncSlots(config.redis_max_connections, config.redis_pool_timeout)
         #: run_id of the server process last seen at each address.
         self._server_run_ids: dict[str, str] = {}
         #: Times Redis came back after being unavailable: subsystems then write what they
@@ -226,10 +224,12 @@ class RedisManager:
                 raise GuardRedisError(503, "Redis connection failed")
             slots, holding = self._slots, False
             try:
-                if slots is not None:
-                    holding = await slots.acquire()
-                    if not holding:
-                        raise RedisConnectionError("No connection available (all in use)")
+                holding = await slots.acquire()
+                if not holding:
+                    raise RedisConnectionError("No connection available (all in use)")
+                if admission is Admission.ALLOW and not self.available:
+                    # Redis failed while this caller waited for a slot: fail fast too
+                    raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
                 yield conn
             except _CONNECTION_ERRORS as exc:
                 reason = self._describe(exc)
@@ -245,7 +245,7 @@ class RedisManager:
                 await self._record_success()  # Redis answered, with an error reply
                 raise
             finally:
-                if holding and slots is not None:
+                if holding:
                     slots.release()
             await self._record_success()
         finally:
