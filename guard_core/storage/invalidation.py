@@ -89,7 +89,12 @@ class Invalidations:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        """Subscribe in the background. The subscription holds one pooled connection: with a
+        pool of one there is none to spare, and ban checks then always read Redis."""
         if self._redis is None:
+            return
+        if self._redis.config.redis_max_connections < 2:
+            self.logger.info("No invalidation subscription: redis_max_connections is 1")
             return
         self._running = True
         self._ticker.start(self._subscription, RETRY_DELAY)

@@ -212,3 +212,15 @@ async def test_an_open_breaker_withdraws_the_cache(private_server: LocalRedisSer
         # answered from memory: this instance's own ban, and nothing else
         assert await guard.ip_bans.is_ip_banned(ADDRESS) is True
         assert await guard.ip_bans.is_ip_banned("203.0.113.11") is False
+
+
+async def test_a_pool_of_one_connection_is_left_to_the_application(
+    redis_server: LocalRedisServer,
+) -> None:
+    config = pushed_config(redis_server, redis_max_connections=1)
+    async with Guard(config) as guard:
+        await async_sleep(0.2)  # several subscription attempts' worth
+        assert not guard.store.invalidations.subscribed
+        await guard.ip_bans.ban_ip(ADDRESS, 600)
+        assert await guard.ip_bans.is_ip_banned(ADDRESS) is True
+        assert guard.store.cached_ban_verdict(ADDRESS) is None

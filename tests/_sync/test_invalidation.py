@@ -214,3 +214,15 @@ def test_an_open_breaker_withdraws_the_cache(private_server: LocalRedisServer) -
         # answered from memory: this instance's own ban, and nothing else
         assert guard.ip_bans.is_ip_banned(ADDRESS) is True
         assert guard.ip_bans.is_ip_banned("203.0.113.11") is False
+
+
+def test_a_pool_of_one_connection_is_left_to_the_application(
+    redis_server: LocalRedisServer,
+) -> None:
+    config = pushed_config(redis_server, redis_max_connections=1)
+    with Guard(config) as guard:
+        sleep(0.2)  # several subscription attempts' worth
+        assert not guard.store.invalidations.subscribed
+        guard.ip_bans.ban_ip(ADDRESS, 600)
+        assert guard.ip_bans.is_ip_banned(ADDRESS) is True
+        assert guard.store.cached_ban_verdict(ADDRESS) is None
