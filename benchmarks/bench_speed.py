@@ -112,6 +112,24 @@ def table(rows: Rows) -> str:
     return "\n".join(lines)
 
 
+def propagation_table(found: dict[str, dict[str, list[float]]]) -> str:
+    """Milliseconds from the start of a change on one instance until the other's next call
+    shows it (target: within 100 ms)."""
+    lines = [
+        "Changes seen by another instance (ms from the start of the change; target <= 100):\n",
+        "| change | sync p50 | sync max | async p50 | async max | within 100 ms |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for kind in found["sync"]:
+        s, a = sorted(found["sync"][kind]), sorted(found["async"][kind])
+        worst = max(s[-1], a[-1])
+        lines.append(
+            f"| {kind} | {s[len(s) // 2]:.2f} | {s[-1]:.2f} | {a[len(a) // 2]:.2f} "
+            f"| {a[-1]:.2f} | {'✓' if worst <= 100 else '✗'} ({len(s)} + {len(a)} changes) |"
+        )
+    return "\n".join(lines)
+
+
 def chart(rows: Rows, path: Path) -> str:
     try:
         import matplotlib
@@ -181,7 +199,9 @@ def main() -> None:
     else:
         with LocalRedisServer() as server:
             print(f"redis-server on 127.0.0.1:{server.port}; {args.budget} s per figure\n")
-            with_hiredis = run_probe(sys.executable, "ours", server.url, args.budget)
+            with_hiredis = run_probe(
+                sys.executable, "ours", server.url, args.budget, "--propagation", "20"
+            )
             without = run_probe(sys.executable, "ours", server.url, args.budget, "--no-hiredis")
             theirs = run_probe(peer, "peer", server.url, args.budget)["rows"] if peer else {}
         for name in REDIS_OPS:
@@ -199,6 +219,9 @@ def main() -> None:
     print("EVALSHA of the same script for the rate-limit check; 4.4.0 runs without hiredis.\n")
     print(table(rows))
     print()
+    if shutil.which("redis-server") is not None:
+        print(propagation_table(with_hiredis["propagation"]))
+        print()
     print(chart(rows, Path(args.chart)))
 
 

@@ -250,6 +250,122 @@ def ours(url: str | None, budget: float) -> dict[str, Row]:
     return rows
 
 
+# -- propagation: a change on one instance seen by another ----------------------------------
+
+KINDS = ["address ban", "network ban", "custom pattern", "header configuration"]
+
+
+def _subjects(i: int) -> tuple[str, str, str, str]:
+    """Round `i`'s address, network, address in that network, and pattern."""
+    return f"203.0.113.{100 + i}", f"198.18.{i}.0/24", f"198.18.{i}.9", f"propagation-{i}-x"
+
+
+def sync_change(guard: Any, kind: str, i: int) -> None:
+    address, network, _, marker = _subjects(i)
+    if kind == "address ban":
+        guard.ip_bans.ban_ip(address, 600)
+    elif kind == "network ban":
+        guard.ip_bans.ban_ip(network, 600)
+    elif kind == "custom pattern":
+        guard.patterns.add_pattern(marker)
+    else:
+        guard.headers.configure(custom_headers={"X-Probe": str(i)})
+
+
+def sync_seen(guard: Any, kind: str, i: int) -> bool:
+    address, _, in_network, marker = _subjects(i)
+    if kind == "address ban":
+        return bool(guard.ip_bans.is_ip_banned(address))
+    if kind == "network ban":
+        return bool(guard.ip_bans.is_ip_banned(in_network))
+    if kind == "custom pattern":
+        return bool(guard.patterns.detect(marker))
+    return bool(guard.headers.get_headers().get("X-Probe") == str(i))
+
+
+async def async_change(guard: Any, kind: str, i: int) -> None:
+    address, network, _, marker = _subjects(i)
+    if kind == "address ban":
+        await guard.ip_bans.ban_ip(address, 600)
+    elif kind == "network ban":
+        await guard.ip_bans.ban_ip(network, 600)
+    elif kind == "custom pattern":
+        await guard.patterns.add_pattern(marker)
+    else:
+        await guard.headers.configure(custom_headers={"X-Probe": str(i)})
+
+
+async def async_seen(guard: Any, kind: str, i: int) -> bool:
+    address, _, in_network, marker = _subjects(i)
+    if kind == "address ban":
+        return bool(await guard.ip_bans.is_ip_banned(address))
+    if kind == "network ban":
+        return bool(await guard.ip_bans.is_ip_banned(in_network))
+    if kind == "custom pattern":
+        return bool(await guard.patterns.detect(marker))
+    return bool((await guard.headers.get_headers()).get("X-Probe") == str(i))
+
+
+def propagation(url: str, rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Milliseconds from the start of a change on one guard until another guard's next call
+    shows it (that guard's view primed just before), per kind of change, both faces."""
+    import redis
+
+    import guard_core
+    import guard_core_sync
+    from guard_core.models import SecurityConfig
+
+    config = SecurityConfig(redis_url=url)
+
+    def sync_face() -> dict[str, list[float]]:
+        first, second = guard_core_sync.Guard(config), guard_core_sync.Guard(config)
+        first.start()
+        second.start()
+        while not (first.store.invalidations.subscribed and second.store.invalidations.subscribed):
+            time.sleep(0.01)
+        found: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        for i in range(rounds):
+            for kind in KINDS:
+                if sync_seen(first, kind, i):  # primes the old state
+                    raise RuntimeError(f"{kind} {i} seen before it was made")
+                started = time.perf_counter()
+                sync_change(second, kind, i)
+                while not sync_seen(first, kind, i):
+                    time.sleep(0.0005)
+                found[kind].append((time.perf_counter() - started) * 1000)
+        first.close()
+        second.close()
+        return found
+
+    async def async_face() -> dict[str, list[float]]:
+        first, second = guard_core.Guard(config), guard_core.Guard(config)
+        await first.start()
+        await second.start()
+        while not (first.store.invalidations.subscribed and second.store.invalidations.subscribed):
+            await asyncio.sleep(0.01)
+        found: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        for i in range(rounds):
+            for kind in KINDS:
+                if await async_seen(first, kind, i):
+                    raise RuntimeError(f"{kind} {i} seen before it was made")
+                started = time.perf_counter()
+                await async_change(second, kind, i)
+                while not await async_seen(first, kind, i):
+                    await asyncio.sleep(0.0005)
+                found[kind].append((time.perf_counter() - started) * 1000)
+        await first.close()
+        await second.close()
+        return found
+
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    sync_found = sync_face()
+    client.flushall()
+    async_found = asyncio.run(async_face())
+    client.close()
+    return {"sync": sync_found, "async": async_found}
+
+
 # -- the peer (guard-core 4.4.0) -----------------------------------------------------------
 
 
@@ -325,6 +441,7 @@ def main() -> None:
     parser.add_argument("--url", default=None, help="a local redis-server (none: memory rows)")
     parser.add_argument("--budget", type=float, default=0.5, help="seconds per figure")
     parser.add_argument("--no-hiredis", action="store_true")
+    parser.add_argument("--propagation", type=int, default=0, help="rounds of changes to time")
     args = parser.parse_args()
     if args.no_hiredis:
         sys.modules["hiredis"] = None  # type: ignore[assignment]  # redis-py then parses in Python
@@ -332,7 +449,9 @@ def main() -> None:
 
     measure = ours if args.impl == "ours" else peer
     rows = measure(args.url, args.budget)
-    result = {"hiredis": bool(redis.utils.HIREDIS_AVAILABLE), "rows": rows}
+    result: dict[str, Any] = {"hiredis": bool(redis.utils.HIREDIS_AVAILABLE), "rows": rows}
+    if args.propagation and args.url is not None:
+        result["propagation"] = propagation(args.url, args.propagation)
     print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -25,6 +25,7 @@ NETWORK = "198.51.100.0/24"
 IN_NETWORK = "198.51.100.77"
 PATTERN = r"pushed-marker-\d+"
 BAN_KEY = f"guard_core:banned_ips:{ADDRESS}"
+PATTERNS_KEY = "guard_core:patterns:custom"
 WAIT_LIMIT = 10.0  # seconds before a wait gives up (a failure, never a speed figure)
 
 
@@ -164,14 +165,19 @@ async def test_a_killed_subscription_empties_the_cache_until_it_is_back(
         await subscribed(first)
         await subscribed(second)
         assert await first.ip_bans.is_ip_banned(ADDRESS) is False
-        inspect.set(BAN_KEY, ban_json(600), ex=600)  # a change nobody is told about
+        assert await first.patterns.detect("pushed-marker-7") == ()
+        # changes nobody is told about
+        inspect.set(BAN_KEY, ban_json(600), ex=600)
+        inspect.set(PATTERNS_KEY, json.dumps([PATTERN]))
         assert await first.ip_bans.is_ip_banned(ADDRESS) is False  # still held
+        assert await first.patterns.detect("pushed-marker-7") == ()
         count = first.store.invalidations.subscriptions
         killed = inspect.client_kill_filter(_type="pubsub")
         assert killed >= 2  # both instances' subscriptions
         await subscribed(first, after=count)
         # what was published while it was down is unknown: nothing held survives
         assert await first.ip_bans.is_ip_banned(ADDRESS) is True
+        assert await first.patterns.detect("pushed-marker-7") != ()
         # and the new subscription carries changes again
         await second.ip_bans.unban_ip(ADDRESS)
         await banned_eventually(first, ADDRESS, False)
