@@ -202,6 +202,8 @@ def test_a_redis_restart_empties_the_cache_and_pushes_resume(
         inspect.set(BAN_KEY, ban_json(600), ex=600)  # unannounced, on the new server
         subscribed(first, after=count)
         banned_eventually(first, ADDRESS, True)
+        assert first.ip_bans.is_ip_banned(ADDRESS) is True
+        assert first.store.cached_ban_verdict(ADDRESS) is True  # held again
         second.ip_bans.unban_ip(ADDRESS)
         banned_eventually(first, ADDRESS, False)
         inspect.close()
