@@ -61,10 +61,17 @@ $(PEER_VENV)/.installed:
 	$(PEER_VENV)/bin/pip install --quiet "guard-core==4.4.0" "anyio>=4.5"
 	touch $@
 
-bench: venv redis-server $(PEER_VENV)/.installed
-	$(PY) benchmarks/bench_redis_manager.py
-	$(PY) benchmarks/bench_outage.py --peer-python $(PEER_VENV)/bin/python
-	$(PY) benchmarks/bench_network_bans.py
-	$(PY) benchmarks/bench_hung_calls.py
+# The speed table first (bench_speed.py: both faces against redis-py, limits and 4.4.0, with
+# and without hiredis, plus benchmarks/speed.png); without redis-server, its memory rows only.
+bench: venv $(PEER_VENV)/.installed
+	@$(MAKE) --no-print-directory redis-server || echo "redis-server could not be installed"
+	$(PY) -m pip install --quiet -e '.[dev,cli,hiredis,bench]'
+	$(PY) benchmarks/bench_speed.py --peer-python $(PEER_VENV)/bin/python
+	@if command -v redis-server >/dev/null 2>&1; then \
+		$(PY) benchmarks/bench_redis_manager.py && \
+		$(PY) benchmarks/bench_outage.py --peer-python $(PEER_VENV)/bin/python && \
+		$(PY) benchmarks/bench_network_bans.py && \
+		$(PY) benchmarks/bench_hung_calls.py && \
+		$(PY) benchmarks/bench_outage_share.py; \
+	else echo "Skipping the Redis benchmarks (manager, outage, network bans, hung calls, outage share): no redis-server"; fi
 	$(PY) benchmarks/bench_patterns.py --peer-python $(PEER_VENV)/bin/python
-	$(PY) benchmarks/bench_outage_share.py

@@ -101,7 +101,26 @@ class AsyncTicker:
             try:
                 await tick()
             except Exception:
-                logger.exception("Background tick failed; trying again in %.1f s", interval)
+                if not async_cancel_requested():
+                    logger.exception("Background tick failed; trying again in %.1f s", interval)
+            if async_cancel_requested():
+                # a timeout inside the tick took the cancellation for its own: end anyway
+                raise asyncio.CancelledError
+
+
+def async_cancel_requested() -> bool:
+    """Whether the running asyncio task has been asked to stop, even if a timeout on the way
+    swallowed the `CancelledError` (a background loop must then end, not go on forever)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return False
+    return task is not None and task.cancelling() > 0
+
+
+def cancel_requested() -> bool:
+    """Threads are not cancelled from outside: never."""
+    return False
 
 
 class Ticker:

@@ -8,6 +8,7 @@ It never listens beyond loopback, keeps no data on disk, and is stopped on exit.
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import socket
@@ -27,12 +28,30 @@ import redis
 _START_TIMEOUT = 10.0
 
 
+#: Ports handed out by `free_port`: below Linux's ephemeral range (32768-60999), so that no
+#: outgoing connection of a client takes one between the choice and the server's start.
+_PORT_RANGE = (20000, 32767)
+_ports_given: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
+    """A TCP port on 127.0.0.1 that nothing listens on now, outside the ephemeral range and
+    not handed out before by this process (the kernel's own choice if none is found)."""
+    for _ in range(200):
+        port = random.randint(*_PORT_RANGE)
+        if port in _ports_given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def redis_server_binary() -> str:

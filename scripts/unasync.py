@@ -55,6 +55,7 @@ NAMES = {
     "async_cancel_shield": "cancel_shield",
     "async_sleep": "sleep",
     "AsyncTicker": "Ticker",
+    "async_cancel_requested": "cancel_requested",
     "async_loop_token": "loop_token",
     "async_require_asyncio": "require_asyncio",
     "FakeAsyncRedis": "FakeRedis",

@@ -7,6 +7,7 @@ Storage (the Redis layout, the network-ban index, writing back after an outage) 
 
 from __future__ import annotations
 
+import math
 import time
 
 from guard_core.ban_store import BanRecord, MemoryBanStore
@@ -38,8 +39,9 @@ class IPBanManager:
     When Redis is disabled, unreachable or failing, bans are made and checked in memory;
     bans Redis has not taken yet are enforced here and written back when it answers again.
     A lift made after a ban wins, and a ban made after a lift wins, whichever instance
-    writes back first. Network bans made elsewhere are seen within
-    `redis_state_refresh_interval`.
+    writes back first. Bans made elsewhere are seen on the next check once their
+    invalidation arrives (see `is_ip_banned`), and within `redis_state_refresh_interval`
+    without invalidations.
     """
 
     def __init__(self, config: SecurityConfig, redis_handler: RedisManager | None = None) -> None:
@@ -82,7 +84,22 @@ class IPBanManager:
         return removed or applied.changed
 
     async def is_ip_banned(self, ip: str) -> bool:
-        """Whether the address is banned, itself or through a banned network."""
+        """Whether the address is banned, itself or through a banned network.
+
+        Answered from the verdicts held here, without Redis, while invalidations are
+        received (see `guard_core.storage.invalidation`); read from Redis otherwise."""
+        if isinstance(ip, str):
+            cached = self._store.cached_ban_verdict(ip)
+            if cached is not None:
+                return cached
+        ticket = self._store.ban_verdict_ticket()
+        banned, until = await self._check(ip)
+        if until is not None:
+            self._store.remember_ban_verdict(ip, banned, until, ticket)
+        return banned
+
+    async def _check(self, ip: str) -> tuple[bool, float | None]:
+        """The verdict, and until when it holds if read from Redis (None: not to be held)."""
         address = parse_ip(ip)
         text = str(address)
         await self._store.sync()
@@ -90,23 +107,24 @@ class IPBanManager:
         local_network = self._memory.network_ban(address)
         for record in (local_address, local_network):
             if record is not None and self._store.is_pending(BAN, record.target):
-                return True  # made here while Redis could not take it: Redis does not know it
-        shared = await self._store.ban_exists(text)
+                return True, None  # made here while Redis could not take it: Redis lacks it
+        shared = await self._store.address_ban_end(text)
         if isinstance(shared, Unavailable):
-            return local_address is not None or local_network is not None
-        if shared:
-            return True
+            return local_address is not None or local_network is not None, None
+        if shared is not None:
+            return True, shared
         if local_address is not None and not await self._lifted_elsewhere(local_address):
-            return True
+            return True, None
         networks = await self._store.network_bans()
         if isinstance(networks, Unavailable):
-            return local_network is not None
+            return local_network is not None, None
         now = time.time()
-        if any(record.expires_at > now for _, record in networks.lookup(address)):
-            return True
+        ends = [record.expires_at for _, record in networks.lookup(address)]
+        if any(end > now for end in ends):
+            return True, max(ends)
         if local_network is not None and self._store.settled:
             self._forget(local_network)  # lifted elsewhere
-        return False
+        return False, math.inf
 
     async def list_bans(self) -> list[BanRecord]:
         """Every current ban, from Redis when reachable plus those only this instance holds."""

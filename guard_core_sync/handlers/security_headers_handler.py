@@ -7,7 +7,8 @@ The configuration lives in memory and, as one JSON document, at
 
 - `get_headers()` answers from memory. At most once per
   `config.redis_state_refresh_interval` seconds it re-reads the stored document, so a
-  `configure()` on another instance is seen within that interval.
+  `configure()` on another instance is seen within that interval, and on the next call
+  once its invalidation arrives (`guard_core_sync.storage.invalidation`).
 - `configure()` re-reads the stored document, applies its changes to it and writes the whole
   configuration back, stamped with `updated_at`. Last write wins: the document in Redis is
   whatever configuration was written last, and every instance adopts it on its next read.
@@ -82,6 +83,7 @@ class SecurityHeadersManager:
         self._write_lock = Lock()
         self._store = StateStore.of(config, redis_handler)
         self._store.subscribe(DOCUMENT, self._written_back)
+        self._store.invalidations.on(DOCUMENT, self._changed_elsewhere)
 
     @property
     def current(self) -> HeadersConfig:
@@ -187,6 +189,12 @@ class SecurityHeadersManager:
                 self._pending = False
             if written is Written.SUPERSEDED:
                 self._refresh_claim.expire()
+
+    def _changed_elsewhere(self, target: str) -> None:
+        """An instance stored a configuration (or changes may have gone unseen): re-read
+        it on the next `get_headers()`."""
+        if target in ("", f"{NAMESPACE}:{CONFIG_KEY}"):
+            self._refresh_claim.expire()
 
     def _install(self, new: HeadersConfig) -> None:
         """Make `new` the local configuration (caller holds `_lock`)."""

@@ -6,7 +6,8 @@ Policy only: which patterns apply and how content is scanned. The custom pattern
 in Redis by `guard_core_sync.storage` (a sorted JSON array at `patterns:custom`, changed one
 pattern at a time by a Lua script, later change wins). Each instance caches the list
 (compiled) and re-reads it at most every `redis_state_refresh_interval` seconds, so
-`detect()` reaches Redis at most once per interval.
+`detect()` reaches Redis at most once per interval, and at once after a change pushed by
+another instance (`guard_core_sync.storage.invalidation`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class SusPatternsManager:
         self._malformed_reported = False
         self._refresh = RefreshClaim(config.redis_state_refresh_interval)
         self._store.subscribe(PATTERN, self._written_back)
+        self._store.invalidations.on(PATTERN, lambda _target: self._refresh.expire())
 
     def add_pattern(self, pattern: str) -> None:
         """Add a custom pattern; ValueError if it is empty or not a valid regex."""

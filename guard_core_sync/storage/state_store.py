@@ -55,6 +55,7 @@ from guard_core.sliding_window import WindowResult
 from guard_core.write_back import Replay, WriteBackSchedule
 
 from ..handlers.redis_handler import SCAN_COUNT, RedisManager
+from .invalidation import Invalidations
 
 BANNED_IPS = "banned_ips"
 BAN_LIFTS = "ban_lifts"
@@ -115,6 +116,9 @@ class StateStore:
         self._appliers: dict[str, Applier] = {}
         self._tick_tasks: list[TickTask] = []
         self._close_tasks: list[TickTask] = []
+        # changes pushed by every instance: ban verdicts held here, caches dropped on change
+        self.invalidations = Invalidations(redis if self.sharing else None, BAN)
+        self.invalidations.on(BAN, self._ban_changed)
 
     @classmethod
     def of(cls, config: SecurityConfig, redis: RedisManager | None) -> StateStore:
@@ -164,12 +168,14 @@ class StateStore:
         """Start the background flusher (`Guard.start()` calls this)."""
         if self.sharing:
             self._ticker.start(self._tick, self.config.redis_journal_flush_interval)
+            self.invalidations.start()
 
     def close(self) -> None:
         """Stop the flusher, then write pending changes within `redis_close_flush_timeout`."""
         self._ticker.stop()
         for task in self._close_tasks:
             task()
+        self.invalidations.stop()
         redis = self._redis
         if redis is None or not self.sharing or not self.journal.has_pending:
             return
@@ -251,6 +257,15 @@ class StateStore:
             listener(change, written)
 
     def _apply(self, change: Change, *, replay: bool) -> Applied:
+        applied = self._write(change, replay=replay)
+        if change.topic != WINDOW:  # tell every instance (this one at once) what changed
+            if applied.written is Written.TAKEN:
+                self.invalidations.publish(change.topic, change.target)
+            else:
+                self.invalidations.apply(change.topic, change.target)
+        return applied
+
+    def _write(self, change: Change, *, replay: bool) -> Applied:
         if change.topic == BAN:
             if "/" in change.target:
                 return self._apply_network_ban(change)
@@ -296,6 +311,40 @@ class StateStore:
         """Whether Redis holds a ban of this very address."""
         found = self._call(lambda r: r.exists(BANNED_IPS, address))
         return found if isinstance(found, Unavailable) else bool(found)
+
+    def address_ban_end(self, address: str) -> float | Unavailable | None:
+        """When Redis's ban of this very address ends; None: no ban; 0.0: a ban whose record
+        cannot be read (banned, end unknown)."""
+        raw = self._call(lambda r: r.get_key(BANNED_IPS, address))
+        if raw is None or isinstance(raw, Unavailable):
+            return raw
+        record = _ban_record(address, raw, time.time())
+        return 0.0 if record is None else record.expires_at
+
+    # -- ban verdicts held here (kept true by invalidations) -------------------------------
+
+    def cached_ban_verdict(self, address: str) -> bool | None:
+        """The verdict held for `address` as given (None: none that can be trusted now)."""
+        if self.journal.has_pending:
+            return None  # a change Redis lacks: only the full check knows
+        return self.invalidations.verdicts.get(address, self.invalidations.marks())
+
+    def ban_verdict_ticket(self) -> int:
+        """Take before the full check; give back to `remember_ban_verdict`."""
+        return self.invalidations.verdicts.ticket()
+
+    def remember_ban_verdict(self, address: str, banned: bool, until: float, ticket: int) -> None:
+        """Hold a verdict the full check read from Redis, until `until` (at most one
+        `redis_state_refresh_interval`, should an invalidation be lost)."""
+        marks = self.invalidations.marks()
+        if marks is None or self.journal.has_pending or not self.settled:
+            return
+        until = min(until, time.time() + self.config.redis_state_refresh_interval)
+        self.invalidations.verdicts.put(address, banned, until, ticket, marks)
+
+    def _ban_changed(self, target: str) -> None:
+        if not target or "/" in target:
+            self._networks_refresh.expire()  # read the network index again on next use
 
     def list_bans(self) -> list[BanRecord] | Unavailable:
         """Every ban in Redis, addresses and networks, read from the indexes (no SCAN)."""

@@ -67,6 +67,15 @@ def primaries_holding(cluster: LocalRedisCluster, full_keys: list[str]) -> set[i
 # -- clients built from the URL (no network) ---------------------------------------------
 
 
+async def wait_until_shared(guard: Guard) -> None:
+    """Let an idle instance's breaker (opened by its subscription) probe its way back."""
+    for _ in range(400):
+        if guard.redis.available and await guard.redis.ping():
+            return
+        await async_sleep(0.025)
+    raise AssertionError("the instance never answered from Redis again")
+
+
 async def test_tls_topology_urls_build_tls_clients() -> None:
     ca = "/etc/guard-test/ca.pem"
     # (a sync Cluster client connects when built: its TLS options are checked as such)
@@ -324,6 +333,7 @@ async def test_sentinel_failover_mid_load_loses_no_replicated_ban(
             assert await guard.ip_bans.is_ip_banned(bans[0])
             await async_sleep(0.025)
         assert guard.redis.available
+        await wait_until_shared(observer)  # its invalidation subscription saw the failover too
         after = "203.0.113.200"
         assert await guard.ip_bans.ban_ip(after, 600, reason="after the failover")
         # bans made before (replicated) and after are in the new master, seen by others
@@ -385,6 +395,7 @@ async def test_cluster_primary_killed_mid_load_fails_over_by_itself(
         # shared mode comes back by itself: a reader without local state sees the ban in
         # Redis again once the client has found the promoted replica
         reader = IPBanManager(config, observer.redis)
+        await wait_until_shared(observer)  # its invalidation subscription saw the failover too
         for _ in range(400):
             if await reader.is_ip_banned(bans[0]) and guard.redis.available:
                 break

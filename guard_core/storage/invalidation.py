@@ -1,0 +1,209 @@
+"""`Invalidations`: changes of shared state pushed to every instance through Redis pub/sub.
+
+After each write Redis takes (a ban or lift of an address or network, a custom pattern
+change, a stored document such as the header configuration), the storage layer publishes
+one message on the channel `{prefix}invalidations:changes`: the sending instance's random
+id, the change's topic and its target (applied at once where it was made, so the sender
+skips its own message).
+Every instance subscribes in the background (started and stopped with the store's flusher
+by `Guard`) and, on each message, drops what it caches about that topic: the ban verdicts
+(`guard_core.ban_verdicts`), and through listeners the network-ban index, the custom
+patterns and the header configuration, which are then re-read on next use.
+
+Pub/sub rather than `CLIENT TRACKING ... BCAST`: tracking pushes arrive on the connection
+that enabled it, which in redis-py means taking a connection out of the pool and reading
+RESP3 pushes by hand in both faces; tracking also invalidates on every key of a prefix
+(sliding windows included) while only a few state changes matter here; and a message names
+the change, so each subsystem drops only its own cache.
+
+Trust: the ban verdicts answer only while the subscription is confirmed. When it drops
+(killed, Redis restarted or unreachable), the verdicts are emptied and withdrawn, and
+callers read Redis again, until a new subscription is confirmed.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+from guard_core.ban_verdicts import VerdictCache
+from guard_core.exceptions import GuardRedisError
+from guard_core.logs import get_logger
+from guard_core.primitives import AsyncTicker, async_cancel_requested
+
+from ..handlers.redis_handler import RedisManager
+
+INVALIDATIONS = "invalidations"
+CHANNEL_KEY = "changes"
+#: Seconds between attempts to subscribe again after the subscription dropped.
+RETRY_DELAY = 0.05
+#: Seconds a read of the subscription waits for a message before checking for `stop()`.
+READ_TIMEOUT = 0.05
+
+Listener = Callable[[str], None]
+
+
+class Invalidations:
+    """Publishes changes made here and applies those made anywhere (this instance too)."""
+
+    def __init__(self, redis: RedisManager | None, ban_topic: str) -> None:
+        self.logger = get_logger("invalidation")
+        self._redis = redis
+        self._ban_topic = ban_topic
+        self.verdicts = VerdictCache()
+        self._listeners: dict[str, list[Listener]] = {}
+        self._ticker = AsyncTicker()
+        self._running = False
+        self._lost_reported = False
+        #: Subscriptions confirmed so far (tests wait for a new one after a drop).
+        self.subscriptions = 0
+        self._lock = threading.Lock()
+        self._origin = uuid.uuid4().hex
+
+    @property
+    def channel(self) -> str | None:
+        redis = self._redis
+        return None if redis is None else redis.full_key(INVALIDATIONS, CHANNEL_KEY)
+
+    @property
+    def subscribed(self) -> bool:
+        return self.verdicts.trusted
+
+    def marks(self) -> tuple[int, int] | None:
+        """Redis's continuity as the manager sees it: recoveries and restarts so far (None
+        when the circuit breaker is open: then nothing cached may be trusted)."""
+        redis = self._redis
+        if redis is None or not redis.available:
+            return None
+        return (redis.recoveries, redis.restarts)
+
+    def on(self, topic: str, listener: Listener) -> None:
+        """Call `listener(target)` on each change of `topic`, and with "" when changes may
+        have gone unseen (the subscription dropped)."""
+        with self._lock:
+            self._listeners.setdefault(topic, []).append(listener)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Subscribe in the background. The subscription holds one pooled connection: with a
+        pool of one there is none to spare, and ban checks then always read Redis."""
+        if self._redis is None:
+            return
+        if self._redis.config.redis_max_connections < 2:
+            self.logger.info("No invalidation subscription: redis_max_connections is 1")
+            return
+        self._running = True
+        self._ticker.start(self._subscription, RETRY_DELAY)
+
+    async def stop(self) -> None:
+        self._running = False
+        await self._ticker.stop()
+        self.verdicts.distrust()
+
+    # -- publishing and applying -------------------------------------------------------
+
+    async def publish(self, topic: str, target: str) -> None:
+        """Tell every instance (this one too) that `target` of `topic` changed."""
+        self.apply(topic, target)
+        redis, channel = self._redis, self.channel
+        if redis is None or channel is None:
+            return
+        message = f"{self._origin} {topic} {target}"
+
+        async def _publish(conn: Any) -> Any:
+            return await conn.publish(channel, message)
+
+        try:
+            await redis.safe_operation(_publish)
+        except GuardRedisError:
+            # other instances may miss this change until their caches age out
+            self.logger.debug("Could not publish a change of %s", topic)
+
+    def apply(self, topic: str, target: str) -> None:
+        """Drop what is cached about `target` of `topic`."""
+        if topic == self._ban_topic:
+            self.verdicts.invalidate()
+        with self._lock:
+            listeners = list(self._listeners.get(topic, ()))
+        for listener in listeners:
+            listener(target)
+
+    def _lost(self) -> None:
+        """Changes may go unseen from now on: drop every cache."""
+        self.verdicts.distrust()
+        with self._lock:
+            listeners = [item for group in self._listeners.values() for item in group]
+        for listener in listeners:
+            listener("")
+
+    # -- the subscription --------------------------------------------------------------
+
+    async def _subscription(self) -> None:
+        """One subscription, read until it fails or `stop()`; the ticker starts the next."""
+        redis, channel = self._redis, self.channel
+        if redis is None or channel is None or not self._running:
+            return
+        if not redis.available:
+            # never the breaker's probe: a request (or the flusher's ping) finds Redis back
+            # first, and the subscription follows on the next attempt
+            self._lost()
+            return
+        pubsub: Any = None
+        try:
+            async with redis.get_connection() as client:
+                untyped: Any = client  # the sync face's pubsub() is untyped
+                pubsub = untyped.pubsub()
+                await pubsub.subscribe(channel)
+            while self._running and not async_cancel_requested():
+                message = await pubsub.get_message(timeout=READ_TIMEOUT)
+                if message is not None:
+                    self._receive(message)
+        except Exception as exc:
+            self._dropped(exc)
+        finally:
+            self._lost()
+            if pubsub is not None:
+                await _close(pubsub)
+
+    def _receive(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "subscribe":
+            # (re)subscribed: what was published meanwhile is unknown, so start afresh
+            self._lost()
+            marks = self.marks()
+            if marks is not None:
+                self.verdicts.trust(marks)
+            self.subscriptions += 1
+            if self._lost_reported:
+                self._lost_reported = False
+                self.logger.warning("Invalidations received again: ban checks use the cache")
+            return
+        if kind != "message":
+            return
+        data = message.get("data")
+        if not isinstance(data, str):
+            return
+        origin, _, change = data.partition(" ")
+        if origin == self._origin:
+            return  # applied when it was made
+        topic, _, target = change.partition(" ")
+        self.apply(topic, target)
+
+    def _dropped(self, exc: Exception) -> None:
+        if isinstance(exc, GuardRedisError):
+            self.logger.debug("Cannot subscribe to invalidations now: %s", exc)
+        if not self._lost_reported:
+            self._lost_reported = True
+            self.logger.warning(
+                "Invalidation subscription lost (%s): ban checks read Redis until it is back",
+                type(exc).__name__,
+            )
+
+
+async def _close(pubsub: Any) -> None:
+    with suppress(Exception):
+        await pubsub.aclose()
