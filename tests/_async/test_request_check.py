@@ -14,6 +14,7 @@ import pytest
 from guard_core.check_settings import CheckSettings
 from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
+from guard_core.primitives import async_sleep
 from guard_core.rate_limit_rules import make_rule
 from guard_core.request_check import RequestCheck
 from guard_core.request_model import RequestInfo
@@ -196,7 +197,15 @@ async def test_auto_ban_is_shared_between_instances(make_check: Any) -> None:
     assert (await first.check(request(query="q=<script>"))).verdict == "attack_pattern"
     assert (await second.check(request(query="q=<script>"))).verdict == "attack_pattern"
     assert (await first.check(request(query="q=<script>"))).verdict == "auto_banned"
-    assert (await second.check(request())).verdict == "banned"
+    # the other instance may hold a verdict from before the ban: the change is pushed to it
+    # within milliseconds (100 ms is the target), so allow it up to 2 s here
+    verdicts = []
+    for _ in range(100):
+        verdicts.append((await second.check(request())).verdict)
+        if verdicts[-1] == "banned":
+            break
+        await async_sleep(0.02)
+    assert verdicts[-1] == "banned", verdicts
 
 
 async def test_trusted_proxy_forwarded_client(make_check: Any) -> None:

@@ -16,6 +16,7 @@ import pytest
 from guard_core.check_settings import CheckSettings
 from guard_core_sync.guard import Guard
 from guard_core.models import SecurityConfig
+from guard_core.primitives import sleep
 from guard_core.rate_limit_rules import make_rule
 from guard_core_sync.request_check import RequestCheck
 from guard_core.request_model import RequestInfo
@@ -198,7 +199,15 @@ def test_auto_ban_is_shared_between_instances(make_check: Any) -> None:
     assert (first.check(request(query="q=<script>"))).verdict == "attack_pattern"
     assert (second.check(request(query="q=<script>"))).verdict == "attack_pattern"
     assert (first.check(request(query="q=<script>"))).verdict == "auto_banned"
-    assert (second.check(request())).verdict == "banned"
+    # the other instance may hold a verdict from before the ban: the change is pushed to it
+    # within milliseconds (100 ms is the target), so allow it up to 2 s here
+    verdicts = []
+    for _ in range(100):
+        verdicts.append((second.check(request())).verdict)
+        if verdicts[-1] == "banned":
+            break
+        sleep(0.02)
+    assert verdicts[-1] == "banned", verdicts
 
 
 def test_trusted_proxy_forwarded_client(make_check: Any) -> None:
