@@ -69,6 +69,9 @@ _VERSION_FIELD = "#version"
 
 #: Topics of journalled changes.
 BAN, PATTERN, DOCUMENT, WINDOW = "ban", "pattern", "document", "window"
+#: Topics whose changes instances cache (and so are told of): windows and outage hits are
+#: never cached, and publishing them would cost a round trip per key for no reader.
+CACHED_TOPICS = frozenset({BAN, PATTERN, DOCUMENT})
 
 Listener = Callable[[Change, Written], None]
 #: Writes a change of a topic registered by another storage module (`add_topic`): an
@@ -256,7 +259,7 @@ class StateStore:
 
     async def _apply(self, change: Change, *, replay: bool) -> Applied:
         applied = await self._write(change, replay=replay)
-        if change.topic != WINDOW:  # tell every instance (this one at once) what changed
+        if change.topic in CACHED_TOPICS:  # tell every instance (this one at once)
             if applied.written is Written.TAKEN:
                 await self.invalidations.publish(change.topic, change.target)
             else:
