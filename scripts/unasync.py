@@ -52,6 +52,7 @@ NAMES = {
     "aclose": "close",
     "AsyncLock": "Lock",
     "AsyncSlots": "Slots",
+    "AsyncAutoPipeline": "AutoPipeline",
     "async_cancel_shield": "cancel_shield",
     "async_sleep": "sleep",
     "AsyncTicker": "Ticker",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from guard_core.auto_pipeline import AsyncAutoPipeline, connections_for_subscription
 from guard_core.circuit_breaker import Admission, BreakerState, CircuitBreaker
 from guard_core.exceptions import GuardRedisError, RedisUnavailableError
 from guard_core.keys import (
@@ -95,8 +96,16 @@ class RedisManager:
         # Commands in flight are bounded here, not by the pool (which then never waits):
         # a caller that waited for a slot while Redis hung finds the breaker open and fails
         # fast, so a hung call costs one timeout whatever the concurrency. (A Cluster
-        # client's per-node pools would refuse, rather than wait, past their size.)
-        self._slots = AsyncSlots(config.redis_max_connections, config.redis_pool_timeout)
+        # client's per-node pools would refuse, rather than wait, past their size.) Out of
+        # `redis_max_connections`, the invalidation subscription holds one connection and
+        # the auto-pipeline keeps a few for its round trips; the rest are the slots.
+        max_connections = config.redis_max_connections
+        self._kept = AsyncAutoPipeline.connections_kept(max_connections, batching=not self.cluster)
+        self._slots = AsyncSlots(
+            max(1, max_connections - self._kept - connections_for_subscription(max_connections)),
+            config.redis_pool_timeout,
+        )
+        self._pipeline: AsyncAutoPipeline | None = None
         #: run_id of the server process last seen at each address.
         self._server_run_ids: dict[str, str] = {}
         #: Times Redis came back after being unavailable: subsystems then write what they
@@ -163,6 +172,7 @@ class RedisManager:
         """Close the connection; later operations raise `GuardRedisError(503)`."""
         async with self._connection_lock:
             client, self._redis = self._redis, None
+            self._pipeline = None
             self._closed = True
         if client is not None:
             await self._discard(client)
@@ -198,30 +208,14 @@ class RedisManager:
         `GuardRedisError(503)`) without touching the network; one caller at a time probes.
         """
         if self._closed:
-            await self._send_redis_event(
-                event_type="redis_error",
-                action_taken="operation_failed",
-                reason="Attempted to use closed Redis connection",
-                error_type="connection_closed",
-            )
-            raise GuardRedisError(503, "Redis connection closed")
+            await self._refuse_closed()
         async_require_asyncio()
         admission = self._breaker.admit()
         if admission is Admission.REJECT:
             raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
         self._forget_client_of_another_loop()
         try:
-            if self._redis is None:
-                await self.initialize()
-            conn = self._redis
-            if conn is None:
-                await self._send_redis_event(
-                    event_type="redis_error",
-                    action_taken="operation_failed",
-                    reason="Redis connection is None after initialization",
-                    error_type="initialization_failed",
-                )
-                raise GuardRedisError(503, "Redis connection failed")
+            conn = self._redis or await self._connect()
             slots, holding = self._slots, False
             try:
                 holding = await slots.acquire()
@@ -232,15 +226,7 @@ class RedisManager:
                     raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
                 yield conn
             except _CONNECTION_ERRORS as exc:
-                reason = self._describe(exc)
-                await self._record_failure(f"Redis operation failed: {reason}")
-                await self._send_redis_event(
-                    event_type="redis_error",
-                    action_taken="operation_failed",
-                    reason=f"Redis operation failed: {reason}",
-                    error_type="operation_error",
-                )
-                raise GuardRedisError(503, "Redis connection failed") from exc
+                await self._connection_failed(exc)
             except RedisError:
                 await self._record_success()  # Redis answered, with an error reply
                 raise
@@ -260,21 +246,102 @@ class RedisManager:
             async with self.get_connection() as conn:
                 return await func(conn, *args, **kwargs)
         except Exception as exc:
-            if isinstance(exc, RedisUnavailableError):
-                raise  # failing fast: the breaker's transition was logged and reported once
-            if isinstance(exc, GuardRedisError) and self._closed:
-                raise  # "Redis connection closed", reported by get_connection()
-            reason = self._describe(exc)
-            if not isinstance(exc, GuardRedisError):
-                self.logger.error("Redis operation failed: %s", reason)
+            await self._operation_failed(exc, getattr(func, "__name__", "unknown"))
+
+    async def _call(
+        self, name: str, *command: Any, expected: type[RedisError] | None = None
+    ) -> Any:
+        """`command`'s reply, sent through the auto-pipeline (in the async face, with the
+        commands other tasks issue meanwhile); failures become `GuardRedisError(503)` as in
+        `safe_operation` (`name` stands for the function in events), except an `expected`
+        error reply, raised as it is."""
+        async_require_asyncio()  # outside the try: not a Redis failure
+        try:
+            if self._closed:
+                await self._refuse_closed()
+            admission = self._breaker.admit()
+            if admission is Admission.REJECT:
+                raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
+            self._forget_client_of_another_loop()
+            try:
+                conn = self._redis or await self._connect()
+                pipeline = self._pipeline
+                if pipeline is None or pipeline.client is not conn:
+                    pipeline = self._pipeline = AsyncAutoPipeline(
+                        conn,
+                        self._slots,
+                        kept=self._kept,
+                        timeout=self.config.redis_socket_timeout,
+                        usable=lambda: self.available,
+                    )
+                try:
+                    reply = await pipeline.execute(command, fail_fast=admission is Admission.ALLOW)
+                except _CONNECTION_ERRORS as exc:
+                    await self._connection_failed(exc)
+                except RedisError:
+                    await self._record_success()  # Redis answered, with an error reply
+                    raise
+                await self._record_success()
+                return reply
+            finally:
+                self._breaker.abandoned(admission)  # a probe cancelled before any answer
+        except Exception as exc:
+            if expected is not None and isinstance(exc, expected):
+                raise
+            await self._operation_failed(exc, name)
+
+    async def _connect(self) -> Redis:
+        """The client, connecting first (`GuardRedisError(503)` when that fails)."""
+        await self.initialize()
+        conn = self._redis
+        if conn is None:
             await self._send_redis_event(
                 event_type="redis_error",
-                action_taken="safe_operation_failed",
-                reason=f"Redis safe operation failed: {reason}",
-                error_type="safe_operation_error",
-                function_name=getattr(func, "__name__", "unknown"),
+                action_taken="operation_failed",
+                reason="Redis connection is None after initialization",
+                error_type="initialization_failed",
             )
-            raise GuardRedisError(503, "Redis operation failed") from exc
+            raise GuardRedisError(503, "Redis connection failed")
+        return conn
+
+    async def _refuse_closed(self) -> NoReturn:
+        await self._send_redis_event(
+            event_type="redis_error",
+            action_taken="operation_failed",
+            reason="Attempted to use closed Redis connection",
+            error_type="connection_closed",
+        )
+        raise GuardRedisError(503, "Redis connection closed")
+
+    async def _connection_failed(self, exc: BaseException) -> NoReturn:
+        """A connection error or timeout: the breaker hears of it, the caller gets a 503."""
+        reason = self._describe(exc)
+        await self._record_failure(f"Redis operation failed: {reason}")
+        await self._send_redis_event(
+            event_type="redis_error",
+            action_taken="operation_failed",
+            reason=f"Redis operation failed: {reason}",
+            error_type="operation_error",
+        )
+        raise GuardRedisError(503, "Redis connection failed") from exc
+
+    async def _operation_failed(self, exc: Exception, name: str) -> NoReturn:
+        """Any failure of an operation, as the caller sees it: `GuardRedisError(503)`."""
+        if isinstance(exc, RedisUnavailableError):
+            raise exc  # failing fast: the breaker's transition was logged and reported once
+        if isinstance(exc, GuardRedisError) and self._closed:
+            raise exc  # "Redis connection closed", reported already
+        reason = self._describe(exc)
+        if not isinstance(exc, GuardRedisError):
+            self.logger.error("Redis operation failed: %s", reason)
+        await self._send_redis_event(
+            event_type="redis_error",
+            action_taken="safe_operation_failed",
+            reason=f"Redis safe operation failed: {reason}",
+            error_type="safe_operation_error",
+            function_name=name,
+        )
+        raise GuardRedisError(503, "Redis operation failed") from exc
 
     async def ping(self) -> bool | None:
         """Whether Redis answers a PING now (never raises); `None` when Redis is disabled."""
@@ -309,7 +376,7 @@ class RedisManager:
         full_key = self._key(namespace, key)
         if not self.config.enable_redis:
             return None
-        return await self.safe_operation(Redis.get, full_key)
+        return await self._call("get", "GET", full_key)
 
     async def get_many(self, namespace: str, keys: Sequence[str]) -> list[Any] | None:
         """Values of several keys of one namespace in one round trip (MGET); `None` for absent."""
@@ -318,7 +385,10 @@ class RedisManager:
             return None
         if not full_keys:
             return []
-        result: list[Any] = await self.safe_operation(_mget, full_keys)
+        if self.cluster:
+            result: list[Any] = await self.safe_operation(_mget, full_keys)
+        else:
+            result = await self._call("_mget", "MGET", *full_keys)
         return result
 
     async def set_key(
@@ -331,9 +401,9 @@ class RedisManager:
         if not self.config.enable_redis:
             return None
         if ttl is None:
-            result = await self.safe_operation(Redis.set, full_key, value)
+            result = await self._call("set", "SET", full_key, value)
         else:
-            result = await self.safe_operation(Redis.set, full_key, value, ex=ttl)
+            result = await self._call("set", "SET", full_key, value, "EX", ttl)
         return bool(result)
 
     async def set_many(
@@ -381,14 +451,14 @@ class RedisManager:
         full_key = self._key(namespace, key)
         if not self.config.enable_redis:
             return None
-        return bool(await self.safe_operation(Redis.exists, full_key))
+        return bool(await self._call("exists", "EXISTS", full_key))
 
     async def delete(self, namespace: str, key: str) -> int | None:
         """Delete one key; returns how many were deleted (0 or 1)."""
         full_key = self._key(namespace, key)
         if not self.config.enable_redis:
             return None
-        return int(await self.safe_operation(Redis.delete, full_key))
+        return int(await self._call("delete", "DEL", full_key))
 
     async def keys(self, pattern: str) -> list[str] | None:
         """Full names (prefix included) of the keys matching `{prefix}{pattern}`, via SCAN
@@ -436,15 +506,13 @@ class RedisManager:
         full_keys = [self._key(namespace, key) for namespace, key in keys]
         if not self.config.enable_redis:
             return None
-
-        async def _run_script(conn: Redis) -> Any:
-            try:
-                return await conn.evalsha(script.sha, len(full_keys), *full_keys, *args)
-            except NoScriptError:
-                await conn.script_load(script.source)
-                return await conn.evalsha(script.sha, len(full_keys), *full_keys, *args)
-
-        return await self.safe_operation(_run_script)
+        command = ("EVALSHA", script.sha, len(full_keys), *full_keys, *args)
+        try:
+            return await self._call("_run_script", *command, expected=NoScriptError)
+        except NoScriptError:
+            pass  # the server does not have the script (yet, or any more): load it
+        await self.safe_operation(Redis.script_load, script.source)  # every primary
+        return await self._call("_run_script", *command)
 
     def full_key(self, namespace: str, key: str) -> str:
         """The full Redis name of `key` in `namespace`, as every method here builds it."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Callable, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from redis import Redis
 from redis.cluster import RedisCluster
@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from guard_core.auto_pipeline import AutoPipeline, connections_for_subscription
 from guard_core.circuit_breaker import Admission, BreakerState, CircuitBreaker
 from guard_core.exceptions import GuardRedisError, RedisUnavailableError
 from guard_core.keys import (
@@ -97,8 +98,16 @@ class RedisManager:
         # Commands in flight are bounded here, not by the pool (which then never waits):
         # a caller that waited for a slot while Redis hung finds the breaker open and fails
         # fast, so a hung call costs one timeout whatever the concurrency. (A Cluster
-        # client's per-node pools would refuse, rather than wait, past their size.)
-        self._slots = Slots(config.redis_max_connections, config.redis_pool_timeout)
+        # client's per-node pools would refuse, rather than wait, past their size.) Out of
+        # `redis_max_connections`, the invalidation subscription holds one connection and
+        # the auto-pipeline keeps a few for its round trips; the rest are the slots.
+        max_connections = config.redis_max_connections
+        self._kept = AutoPipeline.connections_kept(max_connections, batching=not self.cluster)
+        self._slots = Slots(
+            max(1, max_connections - self._kept - connections_for_subscription(max_connections)),
+            config.redis_pool_timeout,
+        )
+        self._pipeline: AutoPipeline | None = None
         #: run_id of the server process last seen at each address.
         self._server_run_ids: dict[str, str] = {}
         #: Times Redis came back after being unavailable: subsystems then write what they
@@ -165,6 +174,7 @@ class RedisManager:
         """Close the connection; later operations raise `GuardRedisError(503)`."""
         with self._connection_lock:
             client, self._redis = self._redis, None
+            self._pipeline = None
             self._closed = True
         if client is not None:
             self._discard(client)
@@ -200,30 +210,14 @@ class RedisManager:
         `GuardRedisError(503)`) without touching the network; one caller at a time probes.
         """
         if self._closed:
-            self._send_redis_event(
-                event_type="redis_error",
-                action_taken="operation_failed",
-                reason="Attempted to use closed Redis connection",
-                error_type="connection_closed",
-            )
-            raise GuardRedisError(503, "Redis connection closed")
+            self._refuse_closed()
         require_asyncio()
         admission = self._breaker.admit()
         if admission is Admission.REJECT:
             raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
         self._forget_client_of_another_loop()
         try:
-            if self._redis is None:
-                self.initialize()
-            conn = self._redis
-            if conn is None:
-                self._send_redis_event(
-                    event_type="redis_error",
-                    action_taken="operation_failed",
-                    reason="Redis connection is None after initialization",
-                    error_type="initialization_failed",
-                )
-                raise GuardRedisError(503, "Redis connection failed")
+            conn = self._redis or self._connect()
             slots, holding = self._slots, False
             try:
                 holding = slots.acquire()
@@ -234,15 +228,7 @@ class RedisManager:
                     raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
                 yield conn
             except _CONNECTION_ERRORS as exc:
-                reason = self._describe(exc)
-                self._record_failure(f"Redis operation failed: {reason}")
-                self._send_redis_event(
-                    event_type="redis_error",
-                    action_taken="operation_failed",
-                    reason=f"Redis operation failed: {reason}",
-                    error_type="operation_error",
-                )
-                raise GuardRedisError(503, "Redis connection failed") from exc
+                self._connection_failed(exc)
             except RedisError:
                 self._record_success()  # Redis answered, with an error reply
                 raise
@@ -262,21 +248,102 @@ class RedisManager:
             with self.get_connection() as conn:
                 return func(conn, *args, **kwargs)
         except Exception as exc:
-            if isinstance(exc, RedisUnavailableError):
-                raise  # failing fast: the breaker's transition was logged and reported once
-            if isinstance(exc, GuardRedisError) and self._closed:
-                raise  # "Redis connection closed", reported by get_connection()
-            reason = self._describe(exc)
-            if not isinstance(exc, GuardRedisError):
-                self.logger.error("Redis operation failed: %s", reason)
+            self._operation_failed(exc, getattr(func, "__name__", "unknown"))
+
+    def _call(
+        self, name: str, *command: Any, expected: type[RedisError] | None = None
+    ) -> Any:
+        """`command`'s reply, sent through the auto-pipeline (in the async face, with the
+        commands other tasks issue meanwhile); failures become `GuardRedisError(503)` as in
+        `safe_operation` (`name` stands for the function in events), except an `expected`
+        error reply, raised as it is."""
+        require_asyncio()  # outside the try: not a Redis failure
+        try:
+            if self._closed:
+                self._refuse_closed()
+            admission = self._breaker.admit()
+            if admission is Admission.REJECT:
+                raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
+            self._forget_client_of_another_loop()
+            try:
+                conn = self._redis or self._connect()
+                pipeline = self._pipeline
+                if pipeline is None or pipeline.client is not conn:
+                    pipeline = self._pipeline = AutoPipeline(
+                        conn,
+                        self._slots,
+                        kept=self._kept,
+                        timeout=self.config.redis_socket_timeout,
+                        usable=lambda: self.available,
+                    )
+                try:
+                    reply = pipeline.execute(command, fail_fast=admission is Admission.ALLOW)
+                except _CONNECTION_ERRORS as exc:
+                    self._connection_failed(exc)
+                except RedisError:
+                    self._record_success()  # Redis answered, with an error reply
+                    raise
+                self._record_success()
+                return reply
+            finally:
+                self._breaker.abandoned(admission)  # a probe cancelled before any answer
+        except Exception as exc:
+            if expected is not None and isinstance(exc, expected):
+                raise
+            self._operation_failed(exc, name)
+
+    def _connect(self) -> Redis:
+        """The client, connecting first (`GuardRedisError(503)` when that fails)."""
+        self.initialize()
+        conn = self._redis
+        if conn is None:
             self._send_redis_event(
                 event_type="redis_error",
-                action_taken="safe_operation_failed",
-                reason=f"Redis safe operation failed: {reason}",
-                error_type="safe_operation_error",
-                function_name=getattr(func, "__name__", "unknown"),
+                action_taken="operation_failed",
+                reason="Redis connection is None after initialization",
+                error_type="initialization_failed",
             )
-            raise GuardRedisError(503, "Redis operation failed") from exc
+            raise GuardRedisError(503, "Redis connection failed")
+        return conn
+
+    def _refuse_closed(self) -> NoReturn:
+        self._send_redis_event(
+            event_type="redis_error",
+            action_taken="operation_failed",
+            reason="Attempted to use closed Redis connection",
+            error_type="connection_closed",
+        )
+        raise GuardRedisError(503, "Redis connection closed")
+
+    def _connection_failed(self, exc: BaseException) -> NoReturn:
+        """A connection error or timeout: the breaker hears of it, the caller gets a 503."""
+        reason = self._describe(exc)
+        self._record_failure(f"Redis operation failed: {reason}")
+        self._send_redis_event(
+            event_type="redis_error",
+            action_taken="operation_failed",
+            reason=f"Redis operation failed: {reason}",
+            error_type="operation_error",
+        )
+        raise GuardRedisError(503, "Redis connection failed") from exc
+
+    def _operation_failed(self, exc: Exception, name: str) -> NoReturn:
+        """Any failure of an operation, as the caller sees it: `GuardRedisError(503)`."""
+        if isinstance(exc, RedisUnavailableError):
+            raise exc  # failing fast: the breaker's transition was logged and reported once
+        if isinstance(exc, GuardRedisError) and self._closed:
+            raise exc  # "Redis connection closed", reported already
+        reason = self._describe(exc)
+        if not isinstance(exc, GuardRedisError):
+            self.logger.error("Redis operation failed: %s", reason)
+        self._send_redis_event(
+            event_type="redis_error",
+            action_taken="safe_operation_failed",
+            reason=f"Redis safe operation failed: {reason}",
+            error_type="safe_operation_error",
+            function_name=name,
+        )
+        raise GuardRedisError(503, "Redis operation failed") from exc
 
     def ping(self) -> bool | None:
         """Whether Redis answers a PING now (never raises); `None` when Redis is disabled."""
@@ -311,7 +378,7 @@ class RedisManager:
         full_key = self._key(namespace, key)
         if not self.config.enable_redis:
             return None
-        return self.safe_operation(Redis.get, full_key)
+        return self._call("get", "GET", full_key)
 
     def get_many(self, namespace: str, keys: Sequence[str]) -> list[Any] | None:
         """Values of several keys of one namespace in one round trip (MGET); `None` for absent."""
@@ -320,7 +387,10 @@ class RedisManager:
             return None
         if not full_keys:
             return []
-        result: list[Any] = self.safe_operation(_mget, full_keys)
+        if self.cluster:
+            result: list[Any] = self.safe_operation(_mget, full_keys)
+        else:
+            result = self._call("_mget", "MGET", *full_keys)
         return result
 
     def set_key(
@@ -333,9 +403,9 @@ class RedisManager:
         if not self.config.enable_redis:
             return None
         if ttl is None:
-            result = self.safe_operation(Redis.set, full_key, value)
+            result = self._call("set", "SET", full_key, value)
         else:
-            result = self.safe_operation(Redis.set, full_key, value, ex=ttl)
+            result = self._call("set", "SET", full_key, value, "EX", ttl)
         return bool(result)
 
     def set_many(
@@ -383,14 +453,14 @@ class RedisManager:
         full_key = self._key(namespace, key)
         if not self.config.enable_redis:
             return None
-        return bool(self.safe_operation(Redis.exists, full_key))
+        return bool(self._call("exists", "EXISTS", full_key))
 
     def delete(self, namespace: str, key: str) -> int | None:
         """Delete one key; returns how many were deleted (0 or 1)."""
         full_key = self._key(namespace, key)
         if not self.config.enable_redis:
             return None
-        return int(self.safe_operation(Redis.delete, full_key))
+        return int(self._call("delete", "DEL", full_key))
 
     def keys(self, pattern: str) -> list[str] | None:
         """Full names (prefix included) of the keys matching `{prefix}{pattern}`, via SCAN
@@ -438,15 +508,13 @@ class RedisManager:
         full_keys = [self._key(namespace, key) for namespace, key in keys]
         if not self.config.enable_redis:
             return None
-
-        def _run_script(conn: Redis) -> Any:
-            try:
-                return conn.evalsha(script.sha, len(full_keys), *full_keys, *args)
-            except NoScriptError:
-                conn.script_load(script.source)
-                return conn.evalsha(script.sha, len(full_keys), *full_keys, *args)
-
-        return self.safe_operation(_run_script)
+        command = ("EVALSHA", script.sha, len(full_keys), *full_keys, *args)
+        try:
+            return self._call("_run_script", *command, expected=NoScriptError)
+        except NoScriptError:
+            pass  # the server does not have the script (yet, or any more): load it
+        self.safe_operation(Redis.script_load, script.source)  # every primary
+        return self._call("_run_script", *command)
 
     def full_key(self, namespace: str, key: str) -> str:
         """The full Redis name of `key` in `namespace`, as every method here builds it."""

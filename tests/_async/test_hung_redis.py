@@ -51,5 +51,8 @@ async def test_callers_waiting_for_a_connection_fail_fast_once_redis_is_found_hu
     finally:
         resume(private_server)
         await manager.close()
-    # the calls that held the pool's connections spent the timeout; the others did not
-    assert sorted(outcomes) == ["failed fast"] * (CALLERS - POOL) + ["timed out"] * POOL
+    # the calls in flight when Redis hung spent the timeout (those that held a connection,
+    # or shared a round trip of the async face's auto-pipeline); the others did not
+    timed_out = outcomes.count("timed out")
+    assert 1 <= timed_out <= POOL
+    assert sorted(outcomes) == ["failed fast"] * (CALLERS - timed_out) + ["timed out"] * timed_out
