@@ -68,10 +68,11 @@ bench: venv $(PEER_VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev,cli,hiredis,bench]'
 	$(PY) benchmarks/bench_speed.py --peer-python $(PEER_VENV)/bin/python
 	@if command -v redis-server >/dev/null 2>&1; then \
+		$(PY) benchmarks/bench_keyspace.py --peer-python $(PEER_VENV)/bin/python && \
 		$(PY) benchmarks/bench_redis_manager.py && \
 		$(PY) benchmarks/bench_outage.py --peer-python $(PEER_VENV)/bin/python && \
 		$(PY) benchmarks/bench_network_bans.py && \
 		$(PY) benchmarks/bench_hung_calls.py && \
 		$(PY) benchmarks/bench_outage_share.py; \
-	else echo "Skipping the Redis benchmarks (manager, outage, network bans, hung calls, outage share): no redis-server"; fi
+	else echo "Skipping the Redis benchmarks (keyspace, manager, outage, network bans, hung calls, outage share): no redis-server"; fi
 	$(PY) benchmarks/bench_patterns.py --peer-python $(PEER_VENV)/bin/python
