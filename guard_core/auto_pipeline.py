@@ -138,15 +138,18 @@ class AsyncAutoPipeline:
         return await self._follow(waiter)
 
     async def _direct(self, command: tuple[Any, ...], fail_fast: bool) -> Any:
-        if not await self._slots.acquire():
-            raise RedisConnectionError("No connection available (all in use)")
-        try:
+        slots = self._slots
+        if not slots.try_acquire():
+            if not await slots.acquire():
+                raise RedisConnectionError("No connection available (all in use)")
             if fail_fast and not self._usable():
                 # Redis failed while this caller waited for a slot: fail fast too
+                slots.release()
                 raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
+        try:
             return await self.client.execute_command(*command)
         finally:
-            self._slots.release()
+            slots.release()
 
     async def _follow(self, waiter: _Waiter) -> Any:
         future = waiter.future
@@ -347,15 +350,18 @@ class AutoPipeline:
 
     def execute(self, command: tuple[Any, ...], *, fail_fast: bool) -> Any:
         """`command`'s reply; an error reply is raised."""
-        if not self._slots.acquire():
-            raise RedisConnectionError("No connection available (all in use)")
-        try:
+        slots = self._slots
+        if not slots.try_acquire():
+            if not slots.acquire():
+                raise RedisConnectionError("No connection available (all in use)")
             if fail_fast and not self._usable():
                 # Redis failed while this thread waited for a slot: fail fast too
+                slots.release()
                 raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
+        try:
             return self.client.execute_command(*command)
         finally:
-            self._slots.release()
+            slots.release()
 
 
 def _deliver(waiter: _Waiter, reply: Any) -> None:

@@ -281,10 +281,12 @@ class RedisManager:
                 except RedisError:
                     await self._record_success()  # Redis answered, with an error reply
                     raise
-                await self._record_success()
+                if self._breaker.state is not BreakerState.CLOSED:
+                    await self._record_success()
                 return reply
             finally:
-                self._breaker.abandoned(admission)  # a probe cancelled before any answer
+                if admission is not Admission.ALLOW:
+                    self._breaker.abandoned(admission)  # a probe cancelled before any answer
         except Exception as exc:
             if expected is not None and isinstance(exc, expected):
                 raise
