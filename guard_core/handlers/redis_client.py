@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, SSLConnection
 from redis.asyncio.retry import Retry
@@ -52,11 +52,13 @@ def build_client(
     if target.tls:
         # Older redis-py releases skip the hostname check by default: ask for it.
         tls = dict(_TLS_DEFAULTS)
-    pool = BlockingConnectionPool.from_url(
+    # A plain pool: the manager bounds what takes connections (commands in flight, the
+    # subscription, the auto-pipeline's kept connections) to `redis_max_connections`, so
+    # the pool never runs short, and its get and release cost half a blocking pool's.
+    pool = ConnectionPool.from_url(
         config.redis_url,
         decode_responses=True,
         max_connections=config.redis_max_connections,
-        timeout=config.redis_pool_timeout,
         socket_connect_timeout=config.redis_connect_timeout,
         socket_timeout=config.redis_socket_timeout,
         retry=_retry(config),
