@@ -299,35 +299,37 @@ class RedisManager:
         self.initialize()
         conn = self._redis
         if conn is None:
-            self._send_redis_event(
-                event_type="redis_error",
-                action_taken="operation_failed",
-                reason="Redis connection is None after initialization",
-                error_type="initialization_failed",
+            self._operation_error(
+                "Redis connection is None after initialization",
+                "initialization_failed",
+                "Redis connection failed",
             )
-            raise GuardRedisError(503, "Redis connection failed")
         return conn
 
     def _refuse_closed(self) -> NoReturn:
-        self._send_redis_event(
-            event_type="redis_error",
-            action_taken="operation_failed",
-            reason="Attempted to use closed Redis connection",
-            error_type="connection_closed",
+        self._operation_error(
+            "Attempted to use closed Redis connection",
+            "connection_closed",
+            "Redis connection closed",
         )
-        raise GuardRedisError(503, "Redis connection closed")
 
     def _connection_failed(self, exc: BaseException) -> NoReturn:
         """A connection error or timeout: the breaker hears of it, the caller gets a 503."""
-        reason = self._describe(exc)
-        self._record_failure(f"Redis operation failed: {reason}")
+        reason = f"Redis operation failed: {self._describe(exc)}"
+        self._record_failure(reason)
+        self._operation_error(reason, "operation_error", "Redis connection failed", exc)
+
+    def _operation_error(
+        self, reason: str, error_type: str, message: str, cause: BaseException | None = None
+    ) -> NoReturn:
+        """Report an operation that failed (an `operation_failed` event), then raise a 503."""
         self._send_redis_event(
             event_type="redis_error",
             action_taken="operation_failed",
-            reason=f"Redis operation failed: {reason}",
-            error_type="operation_error",
+            reason=reason,
+            error_type=error_type,
         )
-        raise GuardRedisError(503, "Redis connection failed") from exc
+        raise GuardRedisError(503, message) from cause
 
     def _operation_failed(self, exc: Exception, name: str) -> NoReturn:
         """Any failure of an operation, as the caller sees it: `GuardRedisError(503)`."""
