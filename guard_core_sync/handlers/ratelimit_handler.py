@@ -7,17 +7,16 @@ given), pruned, counted and recorded atomically by `lua/sliding_window.lua` on t
 clock. During an outage each instance counts for itself.
 
 `check()` runs on every request, so its path is kept short: the key of an (identifier,
-endpoint) pair is worked out once and remembered (`KeyMemo`), limits and windows of the
-usual types are range-checked inline (anything else goes through the full checks), and
-with Redis disabled the memory window is counted without a further await.
+endpoint) pair is worked out once and remembered (`guard_core.rate_keys`), limits and
+windows of the usual types are range-checked inline (anything else goes through the full
+checks), and with Redis disabled the memory window gives the verdict without an await.
 """
 
 from __future__ import annotations
 
-from guard_core.ip_utils import canonical_identifier
-from guard_core.keys import encode_key_part
 from guard_core.models import RateLimitResult, SecurityConfig
-from guard_core.validation import MAX_COUNT, MAX_TTL, check_count, check_seconds, check_text
+from guard_core.rate_keys import KeyMemo, window_key
+from guard_core.validation import MAX_COUNT, MAX_TTL, check_count, check_seconds
 
 from .redis_handler import RedisManager
 from .window_store import SlidingWindowStore
@@ -25,51 +24,6 @@ from .window_store import SlidingWindowStore
 #: Shortest window accepted, in seconds (as `check_seconds`).
 _MIN_WINDOW = 0.001
 _verdict = tuple.__new__  # builds a RateLimitResult from its fields without a call of __new__
-
-
-class KeyMemo:
-    """Window keys already worked out, per identifier (and endpoint): validating and
-    canonicalising an identifier (parsing it as an IP address) costs more than counting.
-
-    Only keys of valid text are remembered, so bad input is still refused on every call.
-    Bounded: at `max_keys` entries it starts again empty (a memo of a pure function: what
-    it forgets is worked out again). Thread-safe (single dict operations).
-    """
-
-    def __init__(self, max_keys: int) -> None:
-        self._max_keys = max_keys
-        # two maps, so that a tuple given as an identifier never finds a pair's key
-        self._plain: dict[str, str] = {}
-        self._paired: dict[tuple[str, str], str] = {}
-        #: The key of an identifier without endpoint, if remembered (else None).
-        self.plain = self._plain.get
-        #: The key of an (identifier, endpoint) pair, if remembered (else None).
-        self.paired = self._paired.get
-
-    def key(self, identifier: str, endpoint: str) -> str:
-        """The key of `identifier` (and `endpoint`), worked out and remembered."""
-        key = window_key(identifier, endpoint)
-        if len(self) >= self._max_keys:
-            self._plain.clear()
-            self._paired.clear()
-        if endpoint:
-            self._paired[(identifier, endpoint)] = key
-        else:
-            self._plain[identifier] = key
-        return key
-
-    def __len__(self) -> int:
-        return len(self._plain) + len(self._paired)
-
-
-def window_key(identifier: str, endpoint: str) -> str:
-    """The window key of `identifier` (and `endpoint`); TypeError/ValueError for bad text."""
-    identifier = check_text("identifier", identifier)
-    endpoint = check_text("endpoint", endpoint, allow_empty=True)
-    # one client, one window (`::ffff:1.2.3.4` is `1.2.3.4`); the first ':' ends the
-    # identifier, so no two (identifier, endpoint) pairs share a key
-    identifier = encode_key_part(canonical_identifier(identifier))
-    return f"rate:{identifier}:{endpoint}" if endpoint else f"rate:{identifier}"
 
 
 class RateLimitManager:
