@@ -38,9 +38,12 @@ class RateLimitManager:
         )
         self._keys = KeyMemo(config.rate_limit_max_tracked)
         self._plain, self._paired = self._keys.plain, self._keys.paired
-        # the defaults, checked on each call as any limit and window are (cheaply: inline)
+        # the defaults, checked on use as any limit and window are: inline, and not again
+        # while callers pass the very object last found valid (ints and floats are immutable)
         self._limit = config.rate_limit
         self._window = float(config.rate_limit_window)
+        self._valid_limit: int | None = None
+        self._valid_window: float | None = None
         #: The memory window when Redis is disabled (counted without awaiting), else None.
         self._local = None if self._store.shared else self._store.memory
 
@@ -69,13 +72,17 @@ class RateLimitManager:
             key = self._keys.key(identifier, endpoint)
         if limit is None:
             limit = self._limit
-        if limit.__class__ is not int or not 0 < limit <= MAX_COUNT:
-            limit = check_count("limit", limit)
+        if limit is not self._valid_limit:  # the very object checked last time is valid
+            if limit.__class__ is not int or not 0 < limit <= MAX_COUNT:
+                limit = check_count("limit", limit)
+            self._valid_limit = limit
         if window is None:
             window = self._window
-        kind = window.__class__
-        if (kind is not float and kind is not int) or not _MIN_WINDOW <= window <= MAX_TTL:
-            window = check_seconds("window", window)
+        if window is not self._valid_window:
+            kind = window.__class__
+            if (kind is not float and kind is not int) or not _MIN_WINDOW <= window <= MAX_TTL:
+                window = check_seconds("window", window)
+            self._valid_window = window
         local = self._local
         if local is not None:
             return local.verdict(key, limit, window)
