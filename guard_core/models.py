@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from guard_core.redaction import redact_url
 from guard_core.redis_url import Topology, parse_redis_url, topology_of
@@ -213,13 +213,16 @@ class SecurityEvent:
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-@dataclass(frozen=True)
-class RateLimitResult:
-    """The verdict on one request: admitted or not, and what the window looks like now."""
+class RateLimitResult(NamedTuple):
+    """The verdict on one request: admitted or not, and what the window looks like now.
+
+    A named tuple: immutable, and cheap to build on every request. Its `count` field hides
+    the tuple method of that name.
+    """
 
     allowed: bool
     #: Hits in the window, this one included when admitted.
-    count: int
+    count: int  # type: ignore[assignment]  # the field, not tuple.count
     limit: int
     #: Hits still admitted in the window.
     remaining: int

@@ -72,10 +72,15 @@ class OutageWindows:
         """Redis answered for `key` with `count` hits in the shared window: the outage (if
         any) is over for it; its hits are in the journal, written back from there."""
         now = time.time() if now is None else now
-        with self._lock:
-            state = self._state(key)
+        with self._lock:  # on every Redis reply: `_state` spelled out
+            state = self._keys.get(key)
+            if state is None:
+                state = self._state(key)
+            else:
+                self._keys.move_to_end(key)
             state.used, state.seen_at = count, now
-            state.hits.clear()
+            if state.hits:
+                state.hits.clear()
 
     def hit(
         self,

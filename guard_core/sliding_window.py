@@ -4,40 +4,81 @@ Bounded in keys: at the bound, keys whose window has emptied are dropped first (
 recently used first), then the least recently used live key, which loses its count. Such
 evictions are counted (`evictions`) and logged once per state change: one WARNING when the
 window store fills, one when it has room again (below `ROOM_AGAIN` of the bound).
+
+Also the ids of hits (`next_hit_id`): each hit sent to a shared window is named, so that a
+hit written again (after an outage, or by a retried call) is counted once.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import secrets
 import threading
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from guard_core.logs import get_logger
+from guard_core.models import RateLimitResult
 
 #: A full window store has room again below this share of its bound.
 ROOM_AGAIN = 0.9
 #: Least recently used keys looked at for emptied windows each time a new key needs room.
 _SWEEP = 8
+_monotonic = time.monotonic
+_new = tuple.__new__  # builds a named tuple from its fields, without a call of its __new__
 
 
-@dataclass(frozen=True)
-class WindowResult:
-    """Outcome of one hit: admitted or not, hits now in the window, seconds until one leaves."""
+class WindowResult(NamedTuple):
+    """Outcome of one hit: admitted or not, hits now in the window, seconds until one leaves.
+
+    A named tuple: immutable, and cheap to build on the hot path (`count` hides the tuple
+    method of that name).
+    """
 
     allowed: bool
-    count: int
+    count: int  # type: ignore[assignment]  # the field, not tuple.count
     reset_after: float
 
 
-@dataclass
-class _Track:
-    window: float
-    hits: deque[float] = field(default_factory=deque)
+# -- hit ids ------------------------------------------------------------------------------
+#
+# An id is a random prefix drawn once per process (96 bits, from the OS) followed by a
+# counter: unique across instances as uuid4 ids are, at a fraction of their cost per hit. A
+# forked child draws a prefix of its own, so that it never repeats its parent's ids.
+
+_hit_prefix = ""
+_hit_counter = itertools.count()
+
+
+def _new_hit_prefix() -> None:
+    global _hit_prefix, _hit_counter
+    _hit_prefix = secrets.token_hex(12) + "-"
+    _hit_counter = itertools.count()
+
+
+_new_hit_prefix()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_hit_prefix)
+
+
+def next_hit_id() -> str:
+    """A new id for one hit, unique across processes and instances (thread-safe)."""
+    return f"{_hit_prefix}{next(_hit_counter):x}"
+
+
+class _Track(deque[float]):
+    """The hit times of one key (oldest first), and the window they were counted in."""
+
+    __slots__ = ("window",)
+
+    def __init__(self, window: float) -> None:
+        super().__init__()
+        self.window = window
 
     def empty_at(self, now: float) -> bool:
-        return not self.hits or self.hits[-1] <= now - self.window
+        return not self or self[-1] <= now - self.window
 
 
 class MemorySlidingWindow:
@@ -56,6 +97,10 @@ class MemorySlidingWindow:
         self._what = what
         self.evictions = 0
         self.full = False
+        # bound once: the hot path calls them on every hit
+        self._move_to_end = self._hits.move_to_end
+        self._acquire = self._lock.acquire
+        self._release = self._lock.release
 
     def hit(
         self,
@@ -67,18 +112,10 @@ class MemorySlidingWindow:
         now: float | None = None,
     ) -> WindowResult:
         """Prune, count and (when admitted, or always when tracking) record one hit."""
-        now = time.monotonic() if now is None else now
+        if now is None:
+            now = _monotonic()
         with self._lock:
-            track = self._hits.get(key)
-            if track is None:
-                if len(self._hits) >= self._max_keys:
-                    self._make_room(now)
-                track = self._hits[key] = _Track(window)
-                self._check_room()
-            else:
-                self._hits.move_to_end(key)
-                track.window = window
-            hits = track.hits
+            hits = self._track(key, window, now)
             while hits and hits[0] <= now - window:
                 hits.popleft()
             allowed = len(hits) < limit
@@ -87,7 +124,58 @@ class MemorySlidingWindow:
                 while len(hits) > limit + 1:
                     hits.popleft()
             reset_after = window - (now - hits[0]) if hits else 0.0
-            return WindowResult(allowed=allowed, count=len(hits), reset_after=reset_after)
+            return _new(WindowResult, (allowed, len(hits), reset_after))
+
+    def verdict(self, key: str, limit: int, window: float) -> RateLimitResult:
+        """A rate limit's verdict on one request: `hit` (without options) as the caller's
+        final result, built once. On every request while Redis is disabled, hence spelled
+        out for speed; `limit` and `window` are the caller's to check."""
+        now = _monotonic()
+        self._acquire()
+        try:
+            hits = self._hits.get(key)
+            if hits is None:
+                hits = self._track(key, window, now)
+            else:
+                self._move_to_end(key)
+                hits.window = window
+            start = now - window
+            while hits and hits[0] <= start:
+                hits.popleft()
+            count = len(hits)
+            allowed = count < limit
+            if allowed:
+                hits.append(now)
+                count += 1
+            # hits is not empty (count >= limit >= 1 when refused); its oldest is inside the
+            # window, so only float rounding could make this negative
+            reset_after = window - (now - hits[0])
+            return _new(
+                RateLimitResult,
+                (
+                    allowed,
+                    count,
+                    limit,
+                    limit - count if allowed else 0,
+                    reset_after if reset_after > 0 else 0.0,
+                ),
+            )
+        finally:
+            self._release()
+
+    def _track(self, key: str, window: float, now: float) -> _Track:
+        """The key's hits, made (room made first at the bound) or marked most recently used
+        (caller holds the lock)."""
+        hits = self._hits.get(key)
+        if hits is None:
+            if len(self._hits) >= self._max_keys:
+                self._make_room(now)
+            hits = self._hits[key] = _Track(window)
+            self._check_room()
+        else:
+            self._hits.move_to_end(key)
+            hits.window = window
+        return hits
 
     def reset(self, key: str) -> None:
         with self._lock:

@@ -30,6 +30,11 @@ class WriteBackSchedule:
         """The restart count the last replay answered to."""
         return self._seen[1]
 
+    def answered(self, recoveries: int, restarts: int) -> bool:
+        """Whether the last replay answered to these counts (a lock-free read for the hot
+        path: then only pending changes can make a replay due)."""
+        return self._seen == (recoveries, restarts)
+
     def due(self, recoveries: int, restarts: int, *, pending: bool) -> Replay | None:
         """What to replay now, if anything (cheap when nothing changed)."""
         version = (recoveries, restarts)

@@ -3,17 +3,25 @@
 Redis layout: a sorted set at `rate_limit:rate:{identifier}` (`:{endpoint}` appended when
 given), pruned, counted and recorded atomically by `lua/sliding_window.lua` on the server's
 clock. During an outage each instance counts for itself.
+
+`check()` runs on every request, so its path is kept short: the key of an (identifier,
+endpoint) pair is worked out once and remembered (`guard_core.rate_keys`), limits and
+windows of the usual types are range-checked inline (anything else goes through the full
+checks), and with Redis disabled the memory window gives the verdict without an await.
 """
 
 from __future__ import annotations
 
-from guard_core.ip_utils import canonical_identifier
-from guard_core.keys import encode_key_part
 from guard_core.models import RateLimitResult, SecurityConfig
-from guard_core.validation import check_count, check_seconds, check_text
+from guard_core.rate_keys import KeyMemo, window_key
+from guard_core.validation import MAX_COUNT, MAX_TTL, check_count, check_seconds
 
 from .redis_handler import RedisManager
 from .window_store import SlidingWindowStore
+
+#: Shortest window accepted, in seconds (as `check_seconds`).
+_MIN_WINDOW = 0.001
+_verdict = tuple.__new__  # builds a RateLimitResult from its fields without a call of __new__
 
 
 class RateLimitManager:
@@ -28,6 +36,16 @@ class RateLimitManager:
         self._store = SlidingWindowStore(
             config, redis_handler, "rate_limit", config.rate_limit_max_tracked
         )
+        self._keys = KeyMemo(config.rate_limit_max_tracked)
+        self._plain, self._paired = self._keys.plain, self._keys.paired
+        # the defaults, checked on use as any limit and window are: inline, and not again
+        # while callers pass the very object last found valid (ints and floats are immutable)
+        self._limit = config.rate_limit
+        self._window = float(config.rate_limit_window)
+        self._valid_limit: int | None = None
+        self._valid_window: float | None = None
+        #: The memory window when Redis is disabled (counted without awaiting), else None.
+        self._local = None if self._store.shared else self._store.memory
 
     @property
     def memory_evictions(self) -> int:
@@ -43,29 +61,43 @@ class RateLimitManager:
         window: float | None = None,
     ) -> RateLimitResult:
         """Count one request and say whether it is admitted."""
-        key = self._key(identifier, endpoint)
-        limit = check_count("limit", self.config.rate_limit if limit is None else limit)
-        window = check_seconds(
-            "window", self.config.rate_limit_window if window is None else window
-        )
-        result = await self._store.hit(key, limit, window)
-        return RateLimitResult(
-            allowed=result.allowed,
-            count=result.count,
-            limit=limit,
-            remaining=max(0, limit - result.count),
-            reset_after=max(0.0, result.reset_after),
+        try:
+            if endpoint == "":
+                key = self._plain(identifier)
+            else:
+                key = self._paired((identifier, endpoint))
+        except TypeError:  # unhashable: no text, refused by `key()` with a clear message
+            key = None
+        if key is None:
+            key = self._keys.key(identifier, endpoint)
+        if limit is None:
+            limit = self._limit
+        if limit is not self._valid_limit:  # the very object checked last time is valid
+            if limit.__class__ is not int or not 0 < limit <= MAX_COUNT:
+                limit = check_count("limit", limit)
+            self._valid_limit = limit
+        if window is None:
+            window = self._window
+        if window is not self._valid_window:
+            kind = window.__class__
+            if (kind is not float and kind is not int) or not _MIN_WINDOW <= window <= MAX_TTL:
+                window = check_seconds("window", window)
+            self._valid_window = window
+        local = self._local
+        if local is not None:
+            return local.verdict(key, limit, window)
+        allowed, count, reset_after = await self._store.hit(key, limit, window)
+        return _verdict(
+            RateLimitResult,
+            (
+                allowed,
+                count,
+                limit,
+                limit - count if count < limit else 0,
+                reset_after if reset_after > 0 else 0.0,
+            ),
         )
 
     async def reset(self, identifier: str, *, endpoint: str = "") -> None:
         """Forget the window of an identifier (and endpoint), in Redis and in memory."""
-        await self._store.reset(self._key(identifier, endpoint))
-
-    @staticmethod
-    def _key(identifier: str, endpoint: str) -> str:
-        identifier = check_text("identifier", identifier)
-        endpoint = check_text("endpoint", endpoint, allow_empty=True)
-        # one client, one window (`::ffff:1.2.3.4` is `1.2.3.4`); the first ':' ends the
-        # identifier, so no two (identifier, endpoint) pairs share a key
-        identifier = encode_key_part(canonical_identifier(identifier))
-        return f"rate:{identifier}:{endpoint}" if endpoint else f"rate:{identifier}"
+        await self._store.reset(window_key(identifier, endpoint))

@@ -12,12 +12,10 @@ Policies decide keys, limits and what a count means; this module only counts hit
 
 from __future__ import annotations
 
-import uuid
-
 from guard_core.models import SecurityConfig
 from guard_core.outage_share import DENY, LOCAL, denied
 from guard_core.outcome import Unavailable
-from guard_core.sliding_window import MemorySlidingWindow, WindowResult
+from guard_core.sliding_window import MemorySlidingWindow, WindowResult, next_hit_id
 
 from ..storage.outage_hits import OutageShare
 from ..storage.state_store import StateStore
@@ -39,28 +37,34 @@ class SlidingWindowStore:
         self._store = StateStore.of(config, redis)
         self._namespace = namespace
         area, what = _NAMED.get(namespace, (namespace, "keys"))
-        self._memory = MemorySlidingWindow(max_keys, area=area, what=what)
+        #: The memory window: counts while Redis is disabled (and under policy "local").
+        self.memory = MemorySlidingWindow(max_keys, area=area, what=what)
+        #: Whether hits go to the shared window first (fixed: configurations are frozen).
+        self.shared = self._store.sharing
         self._policy = config.rate_limit_outage_policy
+        self._warm_up = self._policy != LOCAL
         self._share = OutageShare.of(self._store)
         self._warm = self._share.windows(namespace, max_keys)
 
     @property
     def evictions(self) -> int:
         """Live keys the memory window dropped to stay within its bound."""
-        return self._memory.evictions
+        return self.memory.evictions
 
     def hit(
         self, key: str, limit: int, window: float, *, record_always: bool = False
     ) -> WindowResult:
         """Prune, count and record one hit (only when admitted unless `record_always`)."""
-        if self._store.sharing:
-            self._store.sync()
-            hit_id = uuid.uuid4().hex  # one id for the hit, whichever window counts it
-            shared = self._store.window_hit(
+        if self.shared:
+            store = self._store
+            if store.sync_due:
+                store.sync()
+            hit_id = next_hit_id()  # one id for the hit, whichever window counts it
+            shared = store.window_hit(
                 self._namespace, key, limit, window, record_always=record_always, hit_id=hit_id
             )
             if not isinstance(shared, Unavailable):
-                if self._policy != LOCAL:
+                if self._warm_up:
                     self._warm.seen(key, shared.count)
                 return shared
             if self._policy == DENY and not record_always:
@@ -75,12 +79,12 @@ class SlidingWindowStore:
                     record_always=record_always,
                     hit_id=hit_id,
                 )
-        return self._memory.hit(key, limit, window, record_always=record_always)
+        return self.memory.hit(key, limit, window, record_always=record_always)
 
     def reset(self, key: str) -> None:
         """Forget a key's hits, in memory and in Redis (written back after an outage)."""
-        self._memory.reset(key)
+        self.memory.reset(key)
         self._warm.reset(key)
-        if self._store.sharing:
+        if self.shared:
             self._share.forget(self._namespace, key)
             self._store.submit(self._store.window_reset_change(self._namespace, key))

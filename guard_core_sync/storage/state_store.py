@@ -27,7 +27,6 @@ import json
 import math
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,11 +50,13 @@ from guard_core.outcome import UNAVAILABLE, Unavailable, Written
 from guard_core.primitives import Ticker
 from guard_core.redaction import escape_control
 from guard_core.refresh import RefreshClaim
-from guard_core.sliding_window import WindowResult
+from guard_core.sliding_window import WindowResult, next_hit_id
 from guard_core.write_back import Replay, WriteBackSchedule
 
 from ..handlers.redis_handler import SCAN_COUNT, RedisManager
 from .invalidation import Invalidations
+
+_window_result = tuple.__new__  # a WindowResult from its fields, without a call of __new__
 
 BANNED_IPS = "banned_ips"
 BAN_LIFTS = "ban_lifts"
@@ -534,19 +535,38 @@ class StateStore:
         hit_id: str | None = None,
     ) -> WindowResult | Unavailable:
         """Prune, count and record one hit in a shared window (server clock); `hit_id`
-        names the hit (its member: a hit written again later is counted once)."""
-        args: list[str | int | float] = [
+        names the hit (its member: a hit written again later is counted once).
+
+        On every request: the manager is called directly, and one result is built."""
+        redis = self._redis
+        if redis is None or not redis.config.enable_redis:
+            return UNAVAILABLE
+        window_ms = round(window * 1000)
+        args = (
             limit,
-            max(1, round(window * 1000)),
-            uuid.uuid4().hex if hit_id is None else hit_id,
+            window_ms if window_ms > 1 else 1,
+            next_hit_id() if hit_id is None else hit_id,
             "1" if record_always else "0",
-        ]
-        reply = self._script(SLIDING_WINDOW, [(namespace, key)], args)
-        if isinstance(reply, Unavailable):
+        )
+        try:
+            reply = redis.run_script(SLIDING_WINDOW, ((namespace, key),), args)
+        except GuardRedisError:
             return UNAVAILABLE
         allowed, count, reset_ms = reply
-        return WindowResult(
-            allowed=bool(allowed), count=int(count), reset_after=max(0, int(reset_ms)) / 1000
+        reset_ms = int(reset_ms)
+        return _window_result(
+            WindowResult, (bool(allowed), int(count), reset_ms / 1000 if reset_ms > 0 else 0.0)
+        )
+
+    @property
+    def sync_due(self) -> bool:
+        """Whether `sync()` may have work now, told without awaiting: changes pending, or a
+        recovery or restart of Redis it has not answered yet."""
+        redis = self._redis
+        if redis is None:
+            return False
+        return self.journal.has_pending or not self._schedule.answered(
+            redis.recoveries, redis.restarts
         )
 
     def window_reset_change(self, namespace: str, key: str) -> Change:

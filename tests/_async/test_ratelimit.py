@@ -214,3 +214,72 @@ async def test_one_client_one_window_whatever_the_address_form(state_env: StateE
     assert (await limiter.check("::ffff:192.0.2.8", limit=2, window=60)).count == 2
     assert (await limiter.check("2001:db8::1", limit=2, window=60)).count == 1
     assert (await limiter.check("2001:DB8:0::1", limit=2, window=60)).count == 2
+
+
+async def test_bad_arguments_are_refused_after_good_ones_were_remembered(
+    state_env: StateEnv,
+) -> None:
+    """Keys, limits and windows of earlier calls are remembered or checked inline: bad
+    input that resembles them is still refused, and counts nothing."""
+    limiter = RateLimitManager(state_env.config, state_env.redis)
+    for _ in range(2):
+        await limiter.check("192.0.2.30", limit=100, window=60.0)
+        await limiter.check("192.0.2.30", endpoint="/a", limit=100, window=60)
+    cases: list[tuple[object, dict[str, Any], type[Exception]]] = [
+        (b"192.0.2.30", {}, TypeError),
+        (["192.0.2.30"], {}, TypeError),
+        (("192.0.2.30", "/a"), {}, TypeError),
+        ("192.0.2.30", {"endpoint": None}, TypeError),
+        ("192.0.2.30", {"endpoint": b"/a"}, TypeError),
+        ("192.0.2.30", {"endpoint": ["/a"]}, TypeError),
+        ("\ud800", {}, ValueError),
+        ("192.0.2.30", {"limit": True}, TypeError),
+        ("192.0.2.30", {"limit": 100.0}, TypeError),
+        ("192.0.2.30", {"limit": -100}, ValueError),
+        ("192.0.2.30", {"limit": 2**53 + 1}, ValueError),
+        ("192.0.2.30", {"window": True}, TypeError),
+        ("192.0.2.30", {"window": 0.0005}, ValueError),
+        ("192.0.2.30", {"window": float("nan")}, ValueError),
+        ("192.0.2.30", {"window": float(2**31)}, ValueError),
+        ("192.0.2.30", {"window": 2**31}, ValueError),
+    ]
+    for identifier, kwargs, error in cases:
+        with pytest.raises(error):
+            await limiter.check(identifier, **kwargs)  # type: ignore[arg-type]
+    after = await limiter.check("192.0.2.30", limit=100, window=60.0)
+    assert after.count == 3  # the refused calls recorded nothing
+
+
+async def test_remembered_keys_stay_one_window_per_client(state_env: StateEnv) -> None:
+    """The memo of keys is bounded (here by 4 entries) and, emptied or not, both forms of
+    an address count in one window."""
+    config = dataclasses.replace(state_env.config, rate_limit_max_tracked=4)
+    limiter = RateLimitManager(config, state_env.redis)
+    counts = []
+    for _ in range(3):
+        counts.append((await limiter.check("::ffff:192.0.2.31", limit=100, window=60)).count)
+        counts.append((await limiter.check("192.0.2.31", limit=100, window=60)).count)
+        for other in ("a", "b", "c"):  # fills the memo: it starts again empty
+            await limiter.check(other, limit=100, window=60)
+    assert counts == [1, 2, 3, 4, 5, 6]
+
+
+async def test_config_defaults_are_checked_like_arguments(state_env: StateEnv) -> None:
+    """A default window the config accepts but a window may not be is refused on use."""
+    config = dataclasses.replace(state_env.config, rate_limit_window=0.0001)
+    limiter = RateLimitManager(config, state_env.redis)
+    with pytest.raises(ValueError, match="window"):
+        await limiter.check("192.0.2.32")
+    assert (await limiter.check("192.0.2.32", window=60)).count == 1
+
+
+async def test_hits_of_two_instances_never_share_an_id(shared_env: StateEnv) -> None:
+    """Each hit sent to the shared window is its own member: none replaces another's."""
+    first = RateLimitManager(shared_env.config, shared_env.redis)
+    second = RateLimitManager(shared_env.config, shared_env.redis)
+    for _ in range(50):
+        await first.check("192.0.2.33", limit=1000, window=60)
+        await second.check("192.0.2.33", limit=1000, window=60)
+    assert (await first.check("192.0.2.33", limit=1000, window=60)).count == 101
+    assert shared_env.inspect is not None
+    assert shared_env.inspect.zcard(shared_env.key("rate_limit", "rate:192.0.2.33")) == 101
