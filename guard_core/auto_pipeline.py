@@ -2,12 +2,16 @@
 
 `AsyncAutoPipeline` (the async face) batches with no background task, leader and followers:
 
-- A command that finds fewer than `kept` round trips in flight and nobody waiting goes out
-  at once, alone: a caller that runs by itself pays nothing for batching.
+- A command that finds nothing in flight goes out at once, alone: a caller that runs by
+  itself pays nothing for batching. One that finds a round trip in flight and a kept
+  connection free leads the next round trip after one turn of the event loop, so that the
+  callers its predecessor's replies woke join it.
 - Otherwise it waits in a queue. When a round trip ends, the first waiter becomes the next
-  leader: it writes everything queued by then in one go on a kept connection, reads the
-  replies in order and gives each caller its own reply or its own error reply (a WRONGTYPE
-  fails its caller only, as it would have alone).
+  leader. A leader writes its share of the queue (the queue split evenly over the kept
+  connections) in one go, reads the replies in order and gives each caller its own reply
+  or its own error reply (a WRONGTYPE fails its caller only, as it would have alone).
+  Even shares keep Redis and this process busy at once: one runs a round trip's commands
+  while the other reads another's replies.
 - A reader cancelled half-way hands the rest of the round trip to a waiter that still
   wants its reply (redis-py's parsers resume a cancelled read), so one cancelled caller
   costs the others nothing. A connection that drops is replaced once and the commands
@@ -144,9 +148,20 @@ class AsyncAutoPipeline:
         if not self._kept:
             return await self._direct(command, fail_fast)
         packed = pack(command)
-        if self._in_flight < self._kept and not self._queue:
-            self._in_flight += 1
-            return await self._lead(_Waiter(packed, None, fail_fast))
+        if not self._queue:
+            if not self._in_flight:  # nothing in flight: out at once
+                self._in_flight = 1
+                return await self._lead(_Waiter(packed, None, fail_fast))
+            if self._in_flight < self._kept:
+                # Others are busy (their replies wake callers who send again): lead the
+                # next round trip after one turn of the event loop, so they join it.
+                self._in_flight += 1
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    self._hand_on()
+                    raise
+                return await self._lead(_Waiter(packed, None, fail_fast))
         waiter = _Waiter(packed, asyncio.get_running_loop().create_future(), fail_fast)
         self._queue.append(waiter)
         return await self._follow(waiter)
@@ -196,9 +211,21 @@ class AsyncAutoPipeline:
             await self._finish(signal, broken=True)
 
     async def _lead(self, own: _Waiter) -> Any:
-        """Write `own` and the queued commands in one round trip, then read it."""
-        waiters = [own, *self._queue]
-        self._queue.clear()
+        """Write `own` and its share of the queued commands in one round trip, then read it.
+
+        The share is the queue split evenly over the kept connections: a connection that is
+        free takes the rest at once, a busy one when its round trip ends. Round trips of
+        even size keep Redis and this process busy at the same time, one writing or running
+        commands while the other reads replies."""
+        queue = self._queue
+        share = len(queue) if self._kept == 1 else (len(queue) + self._kept) // self._kept - 1
+        waiters = [own]
+        for _ in range(share):
+            waiters.append(queue.popleft())
+        if queue and self._in_flight < self._kept:
+            self._in_flight += 1
+            if not self._wake_leader():
+                self._in_flight -= 1
         own_error: Exception | None = None
         if not self._usable():
             kept: list[_Waiter] = []
@@ -324,13 +351,18 @@ class AsyncAutoPipeline:
 
     def _hand_on(self) -> None:
         """A round trip ended: the first waiter leads the next, or one fewer is in flight."""
+        if not self._wake_leader():
+            self._in_flight -= 1
+
+    def _wake_leader(self) -> bool:
+        """Make the first waiter still waiting lead a round trip; False when there is none."""
         while self._queue:
             waiter = self._queue.popleft()
             future = waiter.future
             if future is not None and not future.done():
                 future.set_result(_LEAD)
-                return
-        self._in_flight -= 1
+                return True
+        return False
 
     @staticmethod
     def _fail(waiters: list[_Waiter], own: _Waiter | None, exc: BaseException) -> None:

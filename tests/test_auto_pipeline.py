@@ -31,12 +31,13 @@ async def client(redis_server: LocalRedisServer) -> AsyncIterator[Redis]:
 
 
 class Counting(AsyncAutoPipeline):
-    """Counts the writes (round trips) it makes."""
+    """Counts the writes (round trips) it makes, and their sizes."""
 
     writes = 0
 
     async def _send(self, trip: Any) -> None:
         self.writes += 1
+        self.sizes = [*getattr(self, "sizes", []), len(trip.waiters) - trip.index]
         await super()._send(trip)
 
 
@@ -75,6 +76,23 @@ async def test_concurrent_commands_share_round_trips_and_get_their_own_replies(
     before = pipeline.writes
     assert await pipeline.execute(("GET", "k7"), fail_fast=True) == "v7"
     assert pipeline.writes == before + 1
+
+
+async def test_waiting_commands_are_shared_evenly_between_the_kept_connections(
+    client: Redis,
+) -> None:
+    await client.set("k", "v")
+    pipeline = pipeline_of(client, kept=2)
+    replies = await asyncio.gather(
+        *(pipeline.execute(("GET", "k"), fail_fast=True) for _ in range(101))
+    )
+    assert replies == ["v"] * 101
+    assert sum(pipeline.sizes) == 101
+    # the first goes alone; no round trip takes the whole queue while the other connection
+    # could take half of it
+    assert pipeline.sizes[0] == 1
+    assert max(pipeline.sizes) <= 51, pipeline.sizes
+    assert len(pipeline.sizes) <= 10, pipeline.sizes
 
 
 async def test_an_error_reply_fails_its_caller_only(client: Redis) -> None:
