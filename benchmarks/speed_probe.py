@@ -176,7 +176,7 @@ def ours(url: str | None, budget: float) -> dict[str, Row]:
     window_key = "guard_core:rate_limit:raw"
 
     def raw_window(i: int) -> object:
-        keys = [f"{window_key}:{i % 1000}"]
+        keys = [f"{window_key}:{IDENTIFIERS[i % 1000]}"]  # the keys ours uses
         args: list[str | int] = [BIG_LIMIT, WINDOW * 1000, uuid.uuid4().hex, "0"]
         return raw.evalsha(SLIDING_WINDOW.sha, 1, *keys, *args)
 
@@ -245,7 +245,7 @@ def ours(url: str | None, budget: float) -> dict[str, Row]:
             return await client.get(key)
 
         async def raw_script(i: int) -> object:
-            keys = [f"{window_key}:{i % 1000}"]
+            keys = [f"{window_key}:{IDENTIFIERS[i % 1000]}"]  # the keys ours uses
             args: list[str | int] = [BIG_LIMIT, WINDOW * 1000, uuid.uuid4().hex, "0"]
             return await client.evalsha(SLIDING_WINDOW.sha, 1, *keys, *args)
 
