@@ -133,6 +133,7 @@ class AsyncAutoPipeline:
         self._idle: list[Any] = []  # kept connections between round trips
         self._in_flight = 0  # round trips being written or read (at most `kept`)
         self._queue: deque[_Waiter] = deque()
+        self._closed = False
 
     @staticmethod
     def connections_kept(max_connections: int, *, batching: bool) -> int:
@@ -142,6 +143,11 @@ class AsyncAutoPipeline:
             return 0
         spare = max_connections - connections_for_subscription(max_connections) - 1
         return max(0, min(ROUND_TRIPS, spare))
+
+    def close(self) -> None:
+        """Its client is being closed: no round trip starts or is sent again from now on,
+        so no connection is opened behind the closed client's back."""
+        self._closed = True
 
     async def execute(self, command: tuple[Any, ...], *, fail_fast: bool) -> Any:
         """`command`'s reply; an error reply is raised to this caller only."""
@@ -222,6 +228,11 @@ class AsyncAutoPipeline:
         waiters = [own]
         for _ in range(share):
             waiters.append(queue.popleft())
+        if self._closed:
+            closed = RedisConnectionError("Redis connection closed")
+            self._fail(waiters, own, closed)
+            self._hand_on()
+            raise closed
         if queue and self._in_flight < self._kept:
             self._in_flight += 1
             if not self._wake_leader():
@@ -281,6 +292,8 @@ class AsyncAutoPipeline:
                 await self._replace(trip)
 
     async def _replace(self, trip: _RoundTrip) -> None:
+        if self._closed:
+            raise RedisConnectionError("Redis connection closed")
         connection, trip.connection = trip.connection, None
         with async_cancel_shield():
             await connection.disconnect(nowait=True)
@@ -393,6 +406,9 @@ class AutoPipeline:
     def connections_kept(max_connections: int, *, batching: bool) -> int:
         """None: threads do not share round trips."""
         return 0
+
+    def close(self) -> None:
+        """Nothing to stop: each thread's command is its own."""
 
     def execute(self, command: tuple[Any, ...], *, fail_fast: bool) -> Any:
         """`command`'s reply; an error reply is raised."""

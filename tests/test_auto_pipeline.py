@@ -200,3 +200,46 @@ async def test_a_hung_round_trip_fails_every_command_in_it_after_one_timeout(
     # the broken connection went back to the pool; the next round trip gets a fresh one
     await client.set("x", "1")
     assert await pipeline.execute(("GET", "x"), fail_fast=True) == "1"
+
+
+async def test_closing_the_manager_mid_flight_leaves_no_connection_open() -> None:
+    with LocalRedisServer() as server:  # of its own: no other test's connections
+        client = Redis.from_url(server.url, decode_responses=True)
+        try:
+            await _close_mid_flight(server, client)
+        finally:
+            await client.aclose()
+
+
+async def _close_mid_flight(server: LocalRedisServer, client: Redis) -> None:
+    from guard_core.exceptions import GuardRedisError
+    from guard_core.handlers.redis_handler import RedisManager
+    from guard_core.models import SecurityConfig
+
+    async def connections() -> int:
+        return len(await client.client_list())
+
+    baseline = await connections()
+    manager = RedisManager(SecurityConfig(redis_url=server.url))
+    await manager.set_key("closing", "k", "v")
+    ended: list[object] = []
+
+    async def worker() -> None:
+        while True:
+            try:
+                await manager.get_key("closing", "k")
+            except GuardRedisError as exc:
+                ended.append(exc)
+                return
+
+    tasks = [asyncio.create_task(worker()) for _ in range(50)]
+    await asyncio.sleep(0.2)
+    assert await connections() > baseline
+    await manager.close()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert len(ended) == 50
+    for _ in range(100):  # the server notices closed sockets within milliseconds
+        if await connections() == baseline:
+            break
+        await asyncio.sleep(0.02)
+    assert await connections() == baseline

@@ -172,8 +172,10 @@ class RedisManager:
         """Close the connection; later operations raise `GuardRedisError(503)`."""
         async with self._connection_lock:
             client, self._redis = self._redis, None
-            self._pipeline = None
+            pipeline, self._pipeline = self._pipeline, None
             self._closed = True
+        if pipeline is not None:
+            pipeline.close()  # round trips in flight end; none starts or is sent again
         if client is not None:
             await self._discard(client)
             self.logger.info("Redis connection closed")
@@ -277,6 +279,8 @@ class RedisManager:
                 try:
                     reply = await pipeline.execute(command, fail_fast=admission is Admission.ALLOW)
                 except _CONNECTION_ERRORS as exc:
+                    if self._closed:  # closed meanwhile: no outage to report
+                        raise GuardRedisError(503, "Redis connection closed") from exc
                     await self._connection_failed(exc)
                 except RedisError:
                     await self._record_success()  # Redis answered, with an error reply

@@ -174,8 +174,10 @@ class RedisManager:
         """Close the connection; later operations raise `GuardRedisError(503)`."""
         with self._connection_lock:
             client, self._redis = self._redis, None
-            self._pipeline = None
+            pipeline, self._pipeline = self._pipeline, None
             self._closed = True
+        if pipeline is not None:
+            pipeline.close()  # round trips in flight end; none starts or is sent again
         if client is not None:
             self._discard(client)
             self.logger.info("Redis connection closed")
@@ -279,6 +281,8 @@ class RedisManager:
                 try:
                     reply = pipeline.execute(command, fail_fast=admission is Admission.ALLOW)
                 except _CONNECTION_ERRORS as exc:
+                    if self._closed:  # closed meanwhile: no outage to report
+                        raise GuardRedisError(503, "Redis connection closed") from exc
                     self._connection_failed(exc)
                 except RedisError:
                     self._record_success()  # Redis answered, with an error reply

@@ -127,3 +127,34 @@ def test_an_error_reply_fails_its_caller_only(
     assert "WRONGTYPE" in str(outcomes[0].__cause__)
     assert all(outcomes[index] == "value" for index in range(1, WORKERS))
     assert manager.available  # an error reply is no outage
+
+
+def test_closing_while_commands_are_in_flight_ends_every_caller(
+    make_manager: Callable[..., RedisManager],
+) -> None:
+    manager = make_manager()
+    manager.set_key("closing", "k", "v")
+    outcomes: dict[int, list[object]] = {}
+
+    def worker(index: int) -> None:
+        seen: list[object] = []
+        outcomes[index] = seen
+        for _ in range(5000):  # ends by the close, long before this bound
+            try:
+                seen.append(manager.get_key("closing", "k"))
+            except GuardRedisError as exc:
+                seen.append(exc)
+                return
+            sleep(0)
+            if index == 0 and len(seen) == 20:
+                manager.close()  # shut down in the middle of the others' calls
+
+    run_workers(WORKERS, worker)
+    for index, seen in outcomes.items():
+        assert seen, f"worker {index} made no call"
+        answered = [value for value in seen if not isinstance(value, GuardRedisError)]
+        assert answered == ["v"] * len(answered), f"worker {index}"
+    # every worker ended; all that called after the close were refused
+    assert all(isinstance(seen[-1], GuardRedisError) for seen in outcomes.values())
+    with pytest.raises(GuardRedisError):
+        manager.get_key("closing", "k")
