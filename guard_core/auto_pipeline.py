@@ -292,12 +292,15 @@ class AsyncAutoPipeline:
                 await self._replace(trip)
 
     async def _replace(self, trip: _RoundTrip) -> None:
+        """Give the round trip's connection back to the pool, disconnected, and take another
+        (the commands not answered yet are to be written again on it)."""
         if self._closed:
             raise RedisConnectionError("Redis connection closed")
         connection, trip.connection = trip.connection, None
-        with async_cancel_shield():
-            await connection.disconnect(nowait=True)
-            await self._pool.release(connection)
+        if connection is not None:
+            with async_cancel_shield():
+                await connection.disconnect(nowait=True)
+                await self._pool.release(connection)
         trip.connection = await self._pool.get_connection()
 
     async def _read(self, trip: _RoundTrip, own: _Waiter | None) -> Any:
@@ -306,6 +309,9 @@ class AsyncAutoPipeline:
         outcome: Any = None
         try:
             async with asyncio.timeout_at(trip.deadline):
+                if trip.connection is None:  # the reader before was cancelled reconnecting
+                    await self._replace(trip)
+                    await self._send(trip)
                 while trip.index < len(trip.waiters):
                     try:
                         reply = await trip.connection.read_response(

@@ -243,3 +243,40 @@ async def _close_mid_flight(server: LocalRedisServer, client: Redis) -> None:
             break
         await asyncio.sleep(0.02)
     assert await connections() == baseline
+
+
+async def test_a_reader_cancelled_while_it_reconnects_hands_on_a_round_trip_to_resend(
+    client: Redis,
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    await client.set("x", "1")
+    pipeline = pipeline_of(client, kept=1)
+    assert await pipeline.execute(("GET", "x"), fail_fast=True) == "1"
+    kept: Any = pipeline._idle[0]
+    real_read = kept.read_response
+
+    async def dropped(*args: Any, **kwargs: Any) -> Any:
+        kept.read_response = real_read
+        raise RedisConnectionError("Connection closed by server.")
+
+    pool: Any = client.connection_pool
+    real_get = pool.get_connection
+
+    async def slow_get(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.2)  # reconnecting takes a while
+        return await real_get(*args, **kwargs)
+
+    first = asyncio.create_task(pipeline.execute(("BLPOP", "none", "0.1"), fail_fast=True))
+    await asyncio.sleep(0.02)
+    leader = asyncio.create_task(pipeline.execute(("GET", "x"), fail_fast=True))
+    follower = asyncio.create_task(pipeline.execute(("GET", "x"), fail_fast=True))
+    assert await first is None
+    kept.read_response = dropped  # the next round trip finds its connection dropped
+    pool.get_connection = slow_get
+    await asyncio.sleep(0.1)  # the leader is reconnecting
+    leader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    pool.get_connection = real_get
+    assert await follower == "1"  # written again on a new connection, read by the follower
