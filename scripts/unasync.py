@@ -42,6 +42,7 @@ SEQUENCES = {("async", word): word for word in ("def", "with", "for")} | {
     ("guard_core", ".", "guard"): "guard_core_sync.guard",
     ("guard_core", ".", "storage"): "guard_core_sync.storage",
     ("guard_core", ".", "request_check"): "guard_core_sync.request_check",
+    ("tests", ".", "_async"): "tests._sync",
 }
 # Identifiers renamed wherever they stand alone.
 NAMES = {

@@ -209,13 +209,7 @@ class RedisManager:
         While the circuit breaker is open this fails fast with `RedisUnavailableError` (a
         `GuardRedisError(503)`) without touching the network; one caller at a time probes.
         """
-        if self._closed:
-            await self._refuse_closed()
-        async_require_asyncio()
-        admission = self._breaker.admit()
-        if admission is Admission.REJECT:
-            raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
-        self._forget_client_of_another_loop()
+        admission = await self._admit()
         try:
             conn = self._redis or await self._connect()
             slots, holding = self._slots, False
@@ -259,12 +253,7 @@ class RedisManager:
         error reply, raised as it is."""
         async_require_asyncio()  # outside the try: not a Redis failure
         try:
-            if self._closed:
-                await self._refuse_closed()
-            admission = self._breaker.admit()
-            if admission is Admission.REJECT:
-                raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
-            self._forget_client_of_another_loop()
+            admission = await self._admit()
             try:
                 conn = self._redis or await self._connect()
                 pipeline = self._pipeline
@@ -295,6 +284,19 @@ class RedisManager:
             if expected is not None and isinstance(exc, expected):
                 raise
             await self._operation_failed(exc, name)
+
+    async def _admit(self) -> Admission:
+        """May this call go to Redis now? Refused once closed; fails fast while the breaker
+        is open (`RedisUnavailableError`); a client of an event loop that is gone is
+        dropped first."""
+        if self._closed:
+            await self._refuse_closed()
+        async_require_asyncio()
+        admission = self._breaker.admit()
+        if admission is Admission.REJECT:
+            raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
+        self._forget_client_of_another_loop()
+        return admission
 
     async def _connect(self) -> Redis:
         """The client, connecting first (`GuardRedisError(503)` when that fails)."""

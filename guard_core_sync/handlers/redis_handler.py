@@ -211,13 +211,7 @@ class RedisManager:
         While the circuit breaker is open this fails fast with `RedisUnavailableError` (a
         `GuardRedisError(503)`) without touching the network; one caller at a time probes.
         """
-        if self._closed:
-            self._refuse_closed()
-        require_asyncio()
-        admission = self._breaker.admit()
-        if admission is Admission.REJECT:
-            raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
-        self._forget_client_of_another_loop()
+        admission = self._admit()
         try:
             conn = self._redis or self._connect()
             slots, holding = self._slots, False
@@ -261,12 +255,7 @@ class RedisManager:
         error reply, raised as it is."""
         require_asyncio()  # outside the try: not a Redis failure
         try:
-            if self._closed:
-                self._refuse_closed()
-            admission = self._breaker.admit()
-            if admission is Admission.REJECT:
-                raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
-            self._forget_client_of_another_loop()
+            admission = self._admit()
             try:
                 conn = self._redis or self._connect()
                 pipeline = self._pipeline
@@ -297,6 +286,19 @@ class RedisManager:
             if expected is not None and isinstance(exc, expected):
                 raise
             self._operation_failed(exc, name)
+
+    def _admit(self) -> Admission:
+        """May this call go to Redis now? Refused once closed; fails fast while the breaker
+        is open (`RedisUnavailableError`); a client of an event loop that is gone is
+        dropped first."""
+        if self._closed:
+            self._refuse_closed()
+        require_asyncio()
+        admission = self._breaker.admit()
+        if admission is Admission.REJECT:
+            raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
+        self._forget_client_of_another_loop()
+        return admission
 
     def _connect(self) -> Redis:
         """The client, connecting first (`GuardRedisError(503)` when that fails)."""

@@ -11,7 +11,6 @@ with a million keys is measured by `benchmarks/bench_keyspace.py`, not here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 import redis
@@ -20,6 +19,7 @@ from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
 from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer
+from tests._async.test_invalidation import WAIT_LIMIT, subscribed
 
 pytestmark = pytest.mark.anyio
 
@@ -35,7 +35,6 @@ NEVER = ["233.252.0.1", "233.252.0.2"]
 CHECKED = [*BANNED, *IN_NETWORKS, CHANGED, IN_CHANGED_NETWORK, *NEVER]
 #: Commands that walk the keyspace or a whole collection.
 SCANNING = ("scan", "keys", "sscan", "zscan", "randomkey", "hgetall", "smembers")
-WAIT_LIMIT = 10.0  # seconds before a wait gives up (a failure, never a speed figure)
 
 
 def config_for(server: LocalRedisServer) -> SecurityConfig:
@@ -51,22 +50,6 @@ def config_for(server: LocalRedisServer) -> SecurityConfig:
 def command_calls(inspect: redis.Redis) -> dict[str, int]:
     stats: dict[str, dict[str, int]] = inspect.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
-
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_LIMIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting: {what}")
-        await async_sleep(0.005)
-
-
-async def subscribed(guard: Guard, after: int = 0) -> None:
-    invalidations = guard.store.invalidations
-    await wait_until(
-        lambda: invalidations.subscribed and invalidations.subscriptions > after,
-        "a confirmed subscription",
-    )
 
 
 class Checker:
