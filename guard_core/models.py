@@ -249,3 +249,7 @@ class GuardHealth:
     #: live bans ("ip_bans"), live windows ("rate_limits", "behavior"), pending changes of
     #: the outage journal ("journal"). Each store logs one WARNING when it fills.
     evictions: dict[str, int] = field(default_factory=dict)
+    #: Instances sharing rate limits, as this one's last answered heartbeat saw them (itself
+    #: included; 1 until a heartbeat is answered, and the last count seen while Redis is
+    #: down). During an outage each instance admits its share of a limit by this count.
+    live_instances: int = 1

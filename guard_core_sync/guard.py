@@ -22,6 +22,7 @@ from .handlers.ratelimit_handler import RateLimitManager
 from .handlers.redis_handler import RedisManager
 from .handlers.security_headers_handler import SecurityHeadersManager
 from .handlers.suspatterns_handler import SusPatternsManager
+from .storage.outage_hits import OutageShare
 from .storage.state_store import BAN, DOCUMENT, PATTERN, WINDOW, StateStore
 
 SUBSYSTEMS = ("rate_limiter", "ip_bans", "cloud", "patterns", "headers", "behavior")
@@ -84,7 +85,8 @@ class Guard:
 
     def health(self) -> GuardHealth:
         """The Redis mode ("redis", "degraded" or "disabled"), each subsystem's mode, the
-        writes held for Redis and the evictions of the bounded memory fallbacks."""
+        writes held for Redis, the evictions of the bounded memory fallbacks and the live
+        instances sharing rate limits."""
         answered = self.redis.ping()
         status = "disabled" if answered is None else "redis" if answered else "degraded"
         mode = "shared" if status == "redis" else "memory"
@@ -109,6 +111,7 @@ class Guard:
                 "behavior": self.behavior.memory_evictions,
                 "journal": self.store.journal.evictions,
             },
+            live_instances=OutageShare.of(self.store).membership.members.count,
         )
 
     def __enter__(self) -> Guard:

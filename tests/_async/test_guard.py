@@ -112,6 +112,28 @@ async def test_starts_degraded_with_one_warning_then_reconnects(
             assert await guard.redis.exists("banned_ips", "192.0.2.45") is True
 
 
+async def test_health_counts_the_live_instances_sharing_rate_limits(
+    redis_server: LocalRedisServer,
+) -> None:
+    config = config_for(
+        redis_server.url, redis_prefix="live-count:", redis_journal_flush_interval=0.02
+    )
+
+    async def live(guard: Guard, count: int) -> None:
+        for _ in range(250):  # heartbeats every 20 ms
+            if (await guard.health()).live_instances == count:
+                return
+            await async_sleep(0.02)
+        assert (await guard.health()).live_instances == count
+
+    async with Guard(config) as first:
+        await live(first, 1)
+        async with Guard(config) as second:
+            await live(first, 2)
+            await live(second, 2)
+        await live(first, 1)  # the second left as it closed
+
+
 async def test_disabled() -> None:
     config = dataclasses.replace(config_for("redis://127.0.0.1:1/0"), enable_redis=False)
     async with Guard(config) as guard:

@@ -114,6 +114,28 @@ def test_starts_degraded_with_one_warning_then_reconnects(
             assert guard.redis.exists("banned_ips", "192.0.2.45") is True
 
 
+def test_health_counts_the_live_instances_sharing_rate_limits(
+    redis_server: LocalRedisServer,
+) -> None:
+    config = config_for(
+        redis_server.url, redis_prefix="live-count:", redis_journal_flush_interval=0.02
+    )
+
+    def live(guard: Guard, count: int) -> None:
+        for _ in range(250):  # heartbeats every 20 ms
+            if (guard.health()).live_instances == count:
+                return
+            sleep(0.02)
+        assert (guard.health()).live_instances == count
+
+    with Guard(config) as first:
+        live(first, 1)
+        with Guard(config) as second:
+            live(first, 2)
+            live(second, 2)
+        live(first, 1)  # the second left as it closed
+
+
 def test_disabled() -> None:
     config = dataclasses.replace(config_for("redis://127.0.0.1:1/0"), enable_redis=False)
     with Guard(config) as guard:
