@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -396,7 +395,7 @@ class RedisManager:
         if not full_keys:
             return []
         if self.cluster:
-            result: list[Any] = await self.safe_operation(_mget, full_keys)
+            result: list[Any] = await self.safe_operation(_cluster_mget, full_keys)
         else:
             result = await self._call("_mget", "MGET", *full_keys)
         return result
@@ -624,17 +623,15 @@ class RedisManager:
             self.logger.warning("Agent handler accepts events again")
 
 
-async def _mget(conn: Redis, full_keys: list[str]) -> list[Any]:
-    """MGET; in Cluster mode pipelined GETs instead: keys of several identifiers span slots,
-    and a single-key command follows MOVED/ASK even while its slot is being migrated (where
-    a multi-key MGET would be refused with TRYAGAIN)."""
-    if isinstance(conn, RedisCluster):
-        async with conn.pipeline(transaction=False) as pipe:
-            for full_key in full_keys:
-                pipe.get(full_key)
-            found: list[Any] = await pipe.execute()
-        return found
-    return await conn.mget(full_keys)
+async def _cluster_mget(conn: Redis, full_keys: list[str]) -> list[Any]:
+    """MGET of a Cluster, as pipelined GETs: keys of several identifiers span slots, and a
+    single-key command follows MOVED/ASK even while its slot is being migrated (where a
+    multi-key MGET would be refused with TRYAGAIN)."""
+    async with conn.pipeline(transaction=False) as pipe:
+        for full_key in full_keys:
+            pipe.get(full_key)
+        found: list[Any] = await pipe.execute()
+    return found
 
 
 def _run_id(info: object) -> str | None:

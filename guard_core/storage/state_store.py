@@ -533,12 +533,7 @@ class StateStore:
         hit_id: str | None = None,
     ) -> WindowResult | Unavailable:
         """Prune, count and record one hit in a shared window (server clock); `hit_id`
-        names the hit (its member: a hit written again later is counted once).
-
-        On every request: the manager is called directly, and one result is built."""
-        redis = self._redis
-        if redis is None or not redis.config.enable_redis:
-            return UNAVAILABLE
+        names the hit (its member: a hit written again later is counted once)."""
         window_ms = round(window * 1000)
         args = (
             limit,
@@ -546,9 +541,8 @@ class StateStore:
             next_hit_id() if hit_id is None else hit_id,
             "1" if record_always else "0",
         )
-        try:
-            reply = await redis.run_script(SLIDING_WINDOW, ((namespace, key),), args)
-        except GuardRedisError:
+        reply = await self._script(SLIDING_WINDOW, ((namespace, key),), args)
+        if isinstance(reply, Unavailable):
             return UNAVAILABLE
         allowed, count, reset_ms = reply
         reset_ms = int(reset_ms)
@@ -629,7 +623,15 @@ class StateStore:
     async def _script(
         self, script: LuaScript, keys: Sequence[tuple[str, str]], args: Sequence[str | int | float]
     ) -> Any:
-        return await self._call(lambda r: r.run_script(script, keys=keys, args=args))
+        """The script's reply, or `UNAVAILABLE` as `_call` says (spelled out: every rate-limit
+        check on Redis comes through here)."""
+        redis = self._redis
+        if redis is None or not redis.config.enable_redis:
+            return UNAVAILABLE
+        try:
+            return await redis.run_script(script, keys, args)
+        except GuardRedisError:
+            return UNAVAILABLE
 
 
 async def _hget(conn: Any, key: str) -> Any:
