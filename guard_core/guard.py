@@ -73,7 +73,7 @@ class Guard:
                 "Starting in degraded mode: %s is unreachable; reconnecting on later use",
                 redact_url(self.config.redis_url),
             )
-        self.store.start()
+        await self.store.start()
 
     async def close(self) -> None:
         """Write what Redis has not taken yet (within `redis_close_flush_timeout`), then close
@@ -110,6 +110,7 @@ class Guard:
                 "journal": self.store.journal.evictions,
             },
             live_instances=OutageShare.of(self.store).membership.members.count,
+            mirror=self.store.mirror_report(),
         )
 
     async def __aenter__(self) -> Guard:

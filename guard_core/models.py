@@ -106,6 +106,9 @@ class SecurityConfig:
     ip_ban_default_duration: int = 3600
     #: Bans kept in memory (the fallback `TTLCache`).
     ip_ban_max_entries: int = 10_000
+    #: Address bans made anywhere that each instance mirrors from Redis, to enforce them
+    #: during an outage (about 130 bytes each; past it the bans that end soonest go).
+    ip_ban_mirror_max_entries: int = 1_048_576
 
     # -- cloud provider ranges ----------------------------------------------------------
     #: Providers whose published ranges are fetched.
@@ -170,6 +173,9 @@ class SecurityConfig:
         )
         _require_int("redis_lift_memory", self.redis_lift_memory, low=1, high=MAX_TTL)
         _require_int("ip_ban_default_duration", self.ip_ban_default_duration, low=1, high=MAX_TTL)
+        _require_int(
+            "ip_ban_mirror_max_entries", self.ip_ban_mirror_max_entries, low=1, high=100_000_000
+        )
         _require_int(
             "cloud_ip_refresh_interval", self.cloud_ip_refresh_interval, low=1, high=MAX_TTL
         )
@@ -253,3 +259,10 @@ class GuardHealth:
     #: included; 1 until a heartbeat is answered, and the last count seen while Redis is
     #: down). During an outage each instance admits its share of a limit by this count.
     live_instances: int = 1
+    #: The local mirror of the shared bans, answering during an outage: "ready" (a full
+    #: copy was loaded; False for an instance started during an outage, which then knows
+    #: only its own bans), "address_bans" and "network_bans" held, "version" (Redis's
+    #: version of the address bans as last read), "age" (seconds since it was last checked
+    #: against Redis; None: never) and "evictions" (bans dropped to stay within
+    #: `ip_ban_mirror_max_entries`).
+    mirror: dict[str, Any] = field(default_factory=dict)

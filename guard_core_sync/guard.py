@@ -112,6 +112,7 @@ class Guard:
                 "journal": self.store.journal.evictions,
             },
             live_instances=OutageShare.of(self.store).membership.members.count,
+            mirror=self.store.mirror_report(),
         )
 
     def __enter__(self) -> Guard:

@@ -41,7 +41,8 @@ class IPBanManager:
     A lift made after a ban wins, and a ban made after a lift wins, whichever instance
     writes back first. Bans made elsewhere are seen on the next check once their
     invalidation arrives (see `is_ip_banned`), and within `redis_state_refresh_interval`
-    without invalidations.
+    without invalidations. During an outage every ban Redis held is still enforced, from the
+    mirror each instance keeps (see `guard_core.storage.state_store`).
     """
 
     def __init__(self, config: SecurityConfig, redis_handler: RedisManager | None = None) -> None:
@@ -110,14 +111,17 @@ class IPBanManager:
                 return True, None  # made here while Redis could not take it: Redis lacks it
         shared = await self._store.address_ban_end(text)
         if isinstance(shared, Unavailable):
-            return local_address is not None or local_network is not None, None
+            # Redis cannot answer: this instance's bans, and those mirrored from Redis
+            if local_address is not None or local_network is not None:
+                return True, None
+            return self._store.mirrored_ban(text, address), None
         if shared is not None:
             return True, shared
         if local_address is not None and not await self._lifted_elsewhere(local_address):
             return True, None
         networks = await self._store.network_bans()
         if isinstance(networks, Unavailable):
-            return local_network is not None, None
+            return local_network is not None or self._store.mirrored_ban(text, address), None
         now = time.time()
         ends = [record.expires_at for _, record in networks.lookup(address)]
         if any(end > now for end in ends):

@@ -82,6 +82,7 @@ class SecurityHeadersManager:
         self._store = StateStore.of(config, redis_handler)
         self._store.subscribe(DOCUMENT, self._written_back)
         self._store.invalidations.on(DOCUMENT, self._changed_elsewhere)
+        self._store.invalidations.follow(DOCUMENT, self._follow)
 
     @property
     def current(self) -> HeadersConfig:
@@ -193,6 +194,13 @@ class SecurityHeadersManager:
         it on the next `get_headers()`."""
         if target in ("", f"{NAMESPACE}:{CONFIG_KEY}"):
             self._refresh_claim.expire()
+
+    async def _follow(self, target: str) -> None:
+        """The configuration changed elsewhere (or may have): read it now, in the
+        background, so that an outage that follows finds it here."""
+        if self._shared and target in ("", f"{NAMESPACE}:{CONFIG_KEY}"):
+            self._refresh_claim.claim(force=True)
+            await self._refresh()
 
     def _install(self, new: HeadersConfig) -> None:
         """Make `new` the local configuration (caller holds `_lock`)."""

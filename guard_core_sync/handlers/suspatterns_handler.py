@@ -54,6 +54,7 @@ class SusPatternsManager:
         self._refresh = RefreshClaim(config.redis_state_refresh_interval)
         self._store.subscribe(PATTERN, self._written_back)
         self._store.invalidations.on(PATTERN, lambda _target: self._refresh.expire())
+        self._store.invalidations.follow(PATTERN, self._follow)
 
     def add_pattern(self, pattern: str) -> None:
         """Add a custom pattern; ValueError if it is empty or not a valid regex."""
@@ -113,6 +114,12 @@ class SusPatternsManager:
         return dict(self._cache.pending)
 
     # -- internals -------------------------------------------------------------------
+
+    def _follow(self, _target: str) -> None:
+        """Patterns changed elsewhere (or may have): read them now, in the background, so
+        that an outage that follows finds them here."""
+        self._refresh.claim(force=True)
+        self._read_shared()
 
     def _written_back(self, change: Change, written: Written) -> None:
         """A change written back after an outage: Redis took it, or a later one stands."""

@@ -46,6 +46,10 @@ RETRY_DELAY = 0.05
 READ_TIMEOUT = 0.05
 
 Listener = Callable[[str], None]
+#: Brings a local copy up to date after a change of `target` ("" after the subscription was
+#: confirmed: anything may have changed); an `def` (a plain `def` in the sync face),
+#: awaited by the subscription's task, never by a request.
+Follower = Callable[[str], Any]
 
 
 class Invalidations:
@@ -57,6 +61,7 @@ class Invalidations:
         self._ban_topic = ban_topic
         self.verdicts = VerdictCache()
         self._listeners: dict[str, list[Listener]] = {}
+        self._followers: dict[str, list[Follower]] = {}
         self._ticker = Ticker()
         self._running = False
         self._lost_reported = False
@@ -87,6 +92,34 @@ class Invalidations:
         have gone unseen (the subscription dropped)."""
         with self._lock:
             self._listeners.setdefault(topic, []).append(listener)
+
+    def follow(self, topic: str, follower: Follower) -> None:
+        """Await `follower(target)` in the subscription's task after each change of `topic`
+        made elsewhere, and `follower("")` each time the subscription is confirmed."""
+        with self._lock:
+            self._followers.setdefault(topic, []).append(follower)
+
+    def catch_up(self) -> None:
+        """Await every follower with "" (at start, and after a subscription is confirmed)."""
+        with self._lock:
+            followers = [item for group in self._followers.values() for item in group]
+        for follower in followers:
+            self._run(follower, "")
+
+    def _follow(self, topic: str, target: str) -> None:
+        with self._lock:
+            followers = list(self._followers.get(topic, ()))
+        for follower in followers:
+            self._run(follower, target)
+
+    def _run(self, follower: Follower, target: str) -> None:
+        try:
+            follower(target)
+        except GuardRedisError:
+            pass  # Redis failed meanwhile: the next confirmed subscription catches up
+        except Exception:
+            if not cancel_requested():
+                self.logger.exception("Following a change failed")
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -163,7 +196,13 @@ class Invalidations:
             while self._running and not cancel_requested():
                 message = pubsub.get_message(timeout=READ_TIMEOUT)
                 if message is not None:
-                    self._receive(message)
+                    followed = self._receive(message)
+                    if followed is not None:
+                        topic, target = followed
+                        if topic:
+                            self._follow(topic, target)
+                        else:
+                            self.catch_up()
         except Exception as exc:
             self._dropped(exc)
         finally:
@@ -171,7 +210,8 @@ class Invalidations:
             if pubsub is not None:
                 _close(pubsub)
 
-    def _receive(self, message: dict[str, Any]) -> None:
+    def _receive(self, message: dict[str, Any]) -> tuple[str, str] | None:
+        """Apply one message; the change to follow, if any (topic "": catch up)."""
         kind = message.get("type")
         if kind == "subscribe":
             # (re)subscribed: what was published meanwhile is unknown, so start afresh
@@ -183,17 +223,18 @@ class Invalidations:
             if self._lost_reported:
                 self._lost_reported = False
                 self.logger.warning("Invalidations received again: ban checks use the cache")
-            return
+            return ("", "")
         if kind != "message":
-            return
+            return None
         data = message.get("data")
         if not isinstance(data, str):
-            return
+            return None
         origin, _, change = data.partition(" ")
         if origin == self._origin:
-            return  # applied when it was made
+            return None  # applied when it was made
         topic, _, target = change.partition(" ")
         self.apply(topic, target)
+        return (topic, target) if topic else None
 
     def _dropped(self, exc: Exception) -> None:
         if isinstance(exc, GuardRedisError):

@@ -2,7 +2,9 @@
 # Change the async source and run `make sync`.
 """`Membership`: which instances are alive, told by heartbeats into Redis.
 
-An instance is one `Guard` (one `StateStore`). While Redis answers, the store's background
+An instance is one `Guard` (one `StateStore`). `Guard.start()` sends the first heartbeat
+before it returns, and a first heartbeat is announced on the invalidation channel, so that
+the others count again at once; then, while Redis answers, the store's background
 flusher sends this instance's heartbeat on every tick (no round trip on the request path):
 its id scored by the server's time in the sorted set `members:instances`, from which
 instances silent for `rate_limit_member_timeout` seconds are dropped. The live count and
@@ -36,6 +38,9 @@ class Membership:
         #: The live instances as last seen (only this one until a heartbeat is answered).
         self.members = Members()
         self._timeout_ms = max(1, math.ceil(store.config.rate_limit_member_timeout * 1000))
+        self._joined = False
+        # an instance that joins tells the others, which count again at once
+        store.invalidations.follow(MEMBERS, self._follow)
 
     def beat(self) -> Members | Unavailable:
         """Send the heartbeat; the live instances now, or `UNAVAILABLE` (the last seen
@@ -52,11 +57,19 @@ class Membership:
         if members.count != self.members.count:
             self.logger.info("Live instances sharing rate limits: %d", members.count)
         self.members = members
+        if not self._joined:
+            self._joined = True
+            self._store.invalidations.publish(MEMBERS, self.instance_id)
         return members
+
+    def _follow(self, _target: str) -> None:
+        """An instance joined (or the subscription is back): count the live ones now."""
+        self.beat()
 
     def leave(self) -> None:
         """Leave the live instances at once (the guard closes): the others' share grows at
         their next heartbeat instead of after the timeout. Best effort."""
+        self._joined = False
         if self._store.sharing:
             self._store.run_script(
                 MEMBERSHIP, [(MEMBERS, INSTANCES)], [self.instance_id, self._timeout_ms, "leave"]

@@ -31,9 +31,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from guard_core.ban_mirror import AddressMirror
 from guard_core.ban_store import BanRecord
 from guard_core.exceptions import GuardRedisError
-from guard_core.ip_utils import parse_network
+from guard_core.ip_utils import IPAddress, parse_network
 from guard_core.journal import Change, Journal
 from guard_core.logs import get_logger
 from guard_core.lua_scripts import (
@@ -62,6 +63,11 @@ BANNED_IPS = "banned_ips"
 BAN_LIFTS = "ban_lifts"
 BAN_INDEX = "ban_index"
 ADDRESS_INDEX = "addresses"
+#: `ban_index:version`: counts changes of the address index (a mirror that saw this count
+#: lacks nothing).
+INDEX_VERSION = "version"
+#: Entries asked of Redis per ZSCAN step when the mirror is loaded.
+MIRROR_STEP = 10_000
 BANNED_NETWORKS = "banned_networks"
 NETWORK_EXPIRY = "banned_networks_expiry"
 NETWORK_INDEX = "index"
@@ -75,6 +81,15 @@ BAN, PATTERN, DOCUMENT, WINDOW = "ban", "pattern", "document", "window"
 #: Topics whose changes instances cache (and so are told of): windows and outage hits are
 #: never cached, and publishing them would cost a round trip per key for no reader.
 CACHED_TOPICS = frozenset({BAN, PATTERN, DOCUMENT})
+
+#: How the shutdown warning names each topic's lost changes.
+_TOPIC_NAMES = {
+    BAN: "bans and lifts",
+    PATTERN: "custom pattern changes",
+    DOCUMENT: "configuration documents",
+    WINDOW: "rate-limit window resets",
+    "window_hits": "rate-limit hits counted during the outage",
+}
 
 Listener = Callable[[Change, Written], None]
 #: Writes a change of a topic registered by another storage module (`add_topic`): an
@@ -112,7 +127,9 @@ class StateStore:
         self._listeners: dict[str, list[Listener]] = {}
         self._ticker = Ticker()
         self._networks: NetworkIndex[BanRecord] = NetworkIndex()
-        self._networks_version: str | None = None
+        # the index's `#version` as last read, with the restarts seen then: a Redis that
+        # restarted counts versions anew, so a number alone may match a copy it lost
+        self._networks_version: tuple[int, str] | None = None
         self._networks_refresh = RefreshClaim(config.redis_state_refresh_interval)
         #: Objects other storage modules keep per store (the outage share), so that they
         #: live and die with it.
@@ -123,6 +140,10 @@ class StateStore:
         # changes pushed by every instance: ban verdicts held here, caches dropped on change
         self.invalidations = Invalidations(redis if self.sharing else None, BAN)
         self.invalidations.on(BAN, self._ban_changed)
+        #: Every address ban Redis holds, to answer during an outage (network bans: the
+        #: network index held here).
+        self.mirror = AddressMirror(config.ip_ban_mirror_max_entries)
+        self.invalidations.follow(BAN, self._follow_ban)
 
     @classmethod
     def of(cls, config: SecurityConfig, redis: RedisManager | None) -> StateStore:
@@ -169,8 +190,13 @@ class StateStore:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the background flusher (`Guard.start()` calls this)."""
+        """Load the local copies of shared state (the ban mirror, the network bans, the
+        custom patterns, the header configuration), send the first heartbeat, then start the
+        background flusher and the invalidation subscription (`Guard.start()` calls this).
+        With Redis down the copies stay empty (`health()` says so) and are loaded once a
+        subscription is confirmed."""
         if self.sharing:
+            self.invalidations.catch_up()
             self._ticker.start(self._tick, self.config.redis_journal_flush_interval)
             self.invalidations.start()
 
@@ -192,9 +218,13 @@ class StateStore:
             if applied.written is Written.KEPT:
                 break
             self._settle(change, applied.written)
-        left = sum(self.journal.pending_by_topic().values())
+        left = self.journal.pending_by_topic()
         if left:
-            self.logger.warning("Closing with %d changes Redis has not taken: they are lost", left)
+            self.logger.warning(
+                "Closing with %d changes Redis has not taken: they are lost (%s)",
+                sum(left.values()),
+                ", ".join(f"{_TOPIC_NAMES.get(t, t)}: {n}" for t, n in sorted(left.items())),
+            )
 
     def sync(self) -> bool:
         """Write back what Redis lacks, when due: pending changes once Redis answers again,
@@ -262,6 +292,8 @@ class StateStore:
 
     def _apply(self, change: Change, *, replay: bool) -> Applied:
         applied = self._write(change, replay=replay)
+        if change.topic == BAN:
+            self._mirror_change(change, applied.written)
         if change.topic in CACHED_TOPICS:  # tell every instance (this one at once)
             if applied.written is Written.TAKEN:
                 self.invalidations.publish(change.topic, change.target)
@@ -346,6 +378,107 @@ class StateStore:
         until = min(until, time.time() + self.config.redis_state_refresh_interval)
         self.invalidations.verdicts.put(address, banned, until, ticket, marks)
 
+    # -- the mirror of every ban (answers during an outage) ---------------------------------
+
+    def mirrored_ban(self, address: str, parsed: IPAddress) -> bool:
+        """Whether the bans mirrored from Redis (as last seen, with the changes made here
+        applied) ban `address`; for use while Redis cannot answer."""
+        now = time.time()
+        if self.mirror.banned_until(address, now) is not None:
+            return True
+        return any(record.expires_at > now for _, record in self._networks.lookup(parsed))
+
+    def mirror_report(self) -> dict[str, Any]:
+        synced = self.mirror.synced_at
+        return {
+            "ready": self.mirror.loaded,
+            "address_bans": len(self.mirror),
+            "network_bans": len(self._networks),
+            "version": self.mirror.version,
+            "age": round(time.time() - synced, 3) if synced else None,
+            "evictions": self.mirror.evictions,
+        }
+
+    def _mirror_change(self, change: Change, written: Written) -> None:
+        """A change made here: the mirror follows it at once (a lift even while Redis cannot
+        take it, so that an outage does not bring the lifted ban back here)."""
+        if change.action == "lift":
+            if "/" in change.target:
+                self._networks.pop(parse_network(change.target))
+            else:
+                self.mirror.drop(change.target)
+        elif written is Written.TAKEN and "/" not in change.target:
+            self.mirror.put(change.target, change.keep_until)
+
+    def load_mirror(self) -> bool:
+        """Read every address ban from the listing index (ZSCAN steps, no keyspace scan)
+        into the mirror; whether Redis answered."""
+        redis = self._redis
+        if redis is None or not self.sharing:
+            return False
+        index_key = redis.full_key(BAN_INDEX, ADDRESS_INDEX)
+        version_key = redis.full_key(BAN_INDEX, INDEX_VERSION)
+
+        def _read(conn: Any) -> tuple[Any, list[tuple[str, float]]]:
+            version = conn.get(version_key)
+            entries: list[tuple[str, float]] = []
+            # ZSCAN in steps of MIRROR_STEP: few round trips, and no reply long enough to
+            # hold Redis up
+            cursor: Any = 0
+            while True:
+                cursor, step = conn.zscan(index_key, cursor, count=MIRROR_STEP)
+                entries.extend(step)
+                if int(cursor) == 0:
+                    break
+            return version, entries
+
+        found = self._call(lambda r: r.safe_operation(_read))
+        if isinstance(found, Unavailable) or found is None:
+            return False
+        version, entries = self._versioned(found[0]), found[1]
+        # a lift made here that Redis has not taken yet stands over what Redis holds
+        lifted = {c.target for c in self.journal.pending() if c.topic == BAN and c.action == "lift"}
+        self.mirror.replace(((a, end) for a, end in entries if a not in lifted), version)
+        return True
+
+    def _versioned(self, version: object) -> str | None:
+        """A version read from Redis, with the restarts seen so far (a restarted Redis
+        counts anew, so a count alone could match a copy it lost)."""
+        redis = self._redis
+        if version is None or redis is None:
+            return None
+        return f"{redis.restarts}:{version}"
+
+    def _follow_ban(self, target: str) -> None:
+        """A ban changed elsewhere (or "": anything may have): bring the mirror up to date."""
+        if not target:
+            self._check_mirror()
+            self.network_bans(force=True)
+            return
+        if "/" in target:
+            self.network_bans(force=True)
+            return
+        raw = self._call(lambda r: r.get_key(BANNED_IPS, target))
+        if isinstance(raw, Unavailable) or self.journal.is_pending(BAN, target):
+            return  # a change made here and not taken yet stands
+        record = None if raw is None else _ban_record(target, raw, time.time())
+        if record is None:
+            self.mirror.drop(target)
+        else:
+            self.mirror.put(target, record.expires_at)
+
+    def _check_mirror(self) -> None:
+        """Compare the index's version with the mirror's: read it all again when it moved
+        (changes were missed while the subscription was down)."""
+        found = self._call(lambda r: r.get_key(BAN_INDEX, INDEX_VERSION))
+        if isinstance(found, Unavailable):
+            return
+        version = self._versioned(found)
+        if self.mirror.loaded and version == self.mirror.version:
+            self.mirror.checked(version)
+            return
+        self.load_mirror()
+
     def _ban_changed(self, target: str) -> None:
         if not target or "/" in target:
             self._networks_refresh.expire()  # read the network index again on next use
@@ -393,7 +526,8 @@ class StateStore:
         if isinstance(version, Unavailable):
             self._networks_refresh.expire()
             return UNAVAILABLE
-        if version is not None and version == self._networks_version:
+        restarts = self._redis.restarts if self._redis is not None else 0
+        if version is not None and (restarts, version) == self._networks_version:
             self._reconcile_bans()
             return self._networks
         raw = self._call(
@@ -414,7 +548,9 @@ class StateStore:
                 index.set(parse_network(cidr), record)
             except ValueError:
                 self.logger.warning("Ignoring malformed network ban %s", escape_control(cidr))
-        self._networks, self._networks_version = index, raw.get(_VERSION_FIELD)
+        found_version = raw.get(_VERSION_FIELD)
+        self._networks = index
+        self._networks_version = None if found_version is None else (restarts, found_version)
         self._reconcile_bans()
         return index
 
@@ -466,12 +602,14 @@ class StateStore:
         if redis is None:
             return
         key = redis.full_key(BAN_INDEX, ADDRESS_INDEX)
+        version_key = redis.full_key(BAN_INDEX, INDEX_VERSION)
 
         def _update(conn: Any) -> None:
             if expires_at is None:
                 conn.zrem(key, address)
             else:
                 conn.zadd(key, {address: expires_at})
+            conn.incr(version_key)  # mirrors that missed this change see it moved
 
         self._call(lambda r: r.safe_operation(_update))
 

@@ -129,6 +129,26 @@ def test_instances_share_the_limit_during_an_outage(
         assert again["admitted"] == max(0, LIMIT - size)
 
 
+@pytest.mark.parametrize("fault", ["killed", "hung"])
+def test_the_share_holds_in_the_first_second_after_start(
+    private_server: LocalRedisServer, fault: str
+) -> None:
+    """Three guards just started (no wait for heartbeats, which are 5 s apart here): each
+    knows the others from `start()` on, so an outage right away still splits the rest."""
+    limit = 100
+    config = {**instance_config(private_server), "redis_journal_flush_interval": 5.0}
+    with instances(GUARD_MODULE, config, 3) as group:
+        first, *others = group.running
+        hit = {"op": "hit", "key": "early", "limit": limit, "window": WINDOW}
+        before = first.ask({**hit, "times": 58})["admitted"]
+        before += sum(r["admitted"] for r in group.ask_all({**hit, "times": 1}, among=others))
+        assert before == 60
+        start_outage(private_server, fault)
+        during = group.hit_all("early", limit, WINDOW, limit)
+        assert sum(during) > 0 and before + sum(during) <= TARGET * limit, during
+        end_outage(private_server, fault)
+
+
 def test_an_instance_joining_or_leaving_changes_the_others_share(
     private_server: LocalRedisServer,
 ) -> None:

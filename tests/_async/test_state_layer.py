@@ -213,10 +213,14 @@ async def test_close_with_redis_still_down_says_what_is_lost(
     await guard.start()
     private_server.stop()
     await guard.ip_bans.ban_ip(ADDRESS, 600)
+    await guard.patterns.add_pattern(PATTERN)
     caplog.set_level(logging.WARNING, logger="guard_core")
     await guard.close()  # returns: Redis cannot be reached within the flush timeout
     lost = [r.getMessage() for r in caplog.records if "Closing with" in r.getMessage()]
-    assert lost == ["Closing with 1 changes Redis has not taken: they are lost"]
+    assert lost == [
+        "Closing with 2 changes Redis has not taken: they are lost"
+        " (bans and lifts: 1, custom pattern changes: 1)"
+    ]
 
 
 async def test_a_reset_during_an_outage_reaches_redis(private_server: LocalRedisServer) -> None:
