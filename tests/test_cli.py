@@ -240,6 +240,7 @@ def test_keys_lists_names_types_and_expiry(env: dict[str, str], app: guard_core_
     assert set(rows) == {
         f"{prefix}banned_ips:203.0.113.7",
         f"{prefix}ban_index:addresses",  # bans are listed from this index, never by SCAN
+        f"{prefix}ban_index:version",  # counts its changes (the instances' mirrors catch up)
         f"{prefix}patterns:custom",
         f"{prefix}pattern_changes:custom",  # when each pattern last changed (later wins)
     }

@@ -449,21 +449,29 @@ class StateStore:
 
     async def _follow_ban(self, target: str) -> None:
         """A ban changed elsewhere (or "": anything may have): bring the mirror up to date."""
-        if not target:
-            await self._check_mirror()
+        if not target or "/" in target:
+            if not target:
+                await self._check_mirror()
             await self.network_bans(force=True)
+            # a check that ran meanwhile may have used the index held before: its verdict
+            # goes, and the next check reads the index's version again
+            self.invalidations.verdicts.invalidate()
+            self._networks_refresh.expire()
             return
-        if "/" in target:
-            await self.network_bans(force=True)
-            return
+        # the version first: every change it counts was published, and its message read
+        # before this one or still to come while the subscription holds
+        version = await self._call(lambda r: r.get_key(BAN_INDEX, INDEX_VERSION))
         raw = await self._call(lambda r: r.get_key(BANNED_IPS, target))
-        if isinstance(raw, Unavailable) or self.journal.is_pending(BAN, target):
-            return  # a change made here and not taken yet stands
-        record = None if raw is None else _ban_record(target, raw, time.time())
-        if record is None:
-            self.mirror.drop(target)
-        else:
-            self.mirror.put(target, record.expires_at)
+        if isinstance(raw, Unavailable) or isinstance(version, Unavailable):
+            return
+        if not self.journal.is_pending(BAN, target):  # else a change made here stands
+            record = None if raw is None else _ban_record(target, raw, time.time())
+            if record is None:
+                self.mirror.drop(target)
+            else:
+                self.mirror.put(target, record.expires_at)
+        if self.mirror.loaded:
+            self.mirror.checked(self._versioned(version))
 
     async def _check_mirror(self) -> None:
         """Compare the index's version with the mirror's: read it all again when it moved
@@ -602,14 +610,16 @@ class StateStore:
         key = redis.full_key(BAN_INDEX, ADDRESS_INDEX)
         version_key = redis.full_key(BAN_INDEX, INDEX_VERSION)
 
-        async def _update(conn: Any) -> None:
+        async def _update(conn: Any) -> int:
             if expires_at is None:
                 await conn.zrem(key, address)
             else:
                 await conn.zadd(key, {address: expires_at})
-            await conn.incr(version_key)  # mirrors that missed this change see it moved
+            return int(await conn.incr(version_key))  # mirrors that missed it see it moved
 
-        await self._call(lambda r: r.safe_operation(_update))
+        version = await self._call(lambda r: r.safe_operation(_update))
+        if isinstance(version, int) and self.mirror.version == self._versioned(version - 1):
+            self.mirror.checked(self._versioned(version))  # no change of another came between
 
     async def _apply_network_ban(self, change: Change) -> Applied:
         now = time.time()

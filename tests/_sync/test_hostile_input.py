@@ -397,12 +397,14 @@ def test_every_form_of_an_address_bans_and_unbans_its_canonical_key(
 
 def ban_keys(env: StateEnv, namespace: str, target: str, *, lifted: bool) -> set[str]:
     """The keys a ban (or, once `lifted`, its lift) of `target` leaves in Redis: an address
-    ban and its listing index, or the lift record; a network's record in the index."""
+    ban and its listing index, or the lift record, with the index's change counter; a
+    network's record in the index."""
     if namespace == "banned_networks":
         return {env.key("banned_networks", "index"), env.key("banned_networks_expiry", "index")}
+    version = env.key("ban_index", "version")
     if lifted:
-        return {env.key("ban_lifts", target)}
-    return {env.key("banned_ips", target), env.key("ban_index", "addresses")}
+        return {env.key("ban_lifts", target), version}
+    return {env.key("banned_ips", target), env.key("ban_index", "addresses"), version}
 
 
 def ban_target(text: object) -> tuple[str, str] | type[Exception]:
