@@ -7,6 +7,7 @@ the same names.
 from guard_core.exceptions import (
     GuardCoreError,
     GuardRedisError,
+    RedisBusyError,
     RedisUnavailableError,
     UnsupportedBackendError,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "Guard",
     "GuardCoreError",
     "GuardRedisError",
+    "RedisBusyError",
     "RedisManager",
     "RedisUnavailableError",
     "SecurityConfig",

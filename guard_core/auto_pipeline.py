@@ -176,7 +176,7 @@ class AsyncAutoPipeline:
         slots = self._slots
         if not slots.try_acquire():
             if not await slots.acquire():
-                raise RedisConnectionError("No connection available (all in use)")
+                raise slots.busy()
             if fail_fast and not self._usable():
                 # Redis failed while this caller waited for a slot: fail fast too
                 slots.release()
@@ -421,7 +421,7 @@ class AutoPipeline:
         slots = self._slots
         if not slots.try_acquire():
             if not slots.acquire():
-                raise RedisConnectionError("No connection available (all in use)")
+                raise slots.busy()
             if fail_fast and not self._usable():
                 # Redis failed while this thread waited for a slot: fail fast too
                 slots.release()

@@ -23,6 +23,13 @@ class RedisUnavailableError(GuardRedisError):
     """Redis is known to be down (circuit breaker open): failed fast, without network I/O."""
 
 
+class RedisBusyError(GuardRedisError):
+    """Every connection of the manager's pool stayed in use, none coming free for the
+    slot wait (`max(redis_pool_timeout, redis_socket_timeout)`): the caller gave up
+    waiting. Redis itself answers, so this is no outage: the circuit breaker does not hear
+    of it."""
+
+
 class UnsupportedBackendError(GuardCoreError, RuntimeError):
     """Redis was asked for under an async library it cannot run on (redis.asyncio needs
     asyncio; under trio, use `enable_redis=False`). Raised before any connection attempt, so

@@ -9,6 +9,7 @@ the same names.
 from guard_core.exceptions import (
     GuardCoreError,
     GuardRedisError,
+    RedisBusyError,
     RedisUnavailableError,
     UnsupportedBackendError,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "Guard",
     "GuardCoreError",
     "GuardRedisError",
+    "RedisBusyError",
     "RedisManager",
     "RedisUnavailableError",
     "SecurityConfig",

@@ -64,6 +64,7 @@ NAMES = {
     "AsyncRecordingAgent": "RecordingAgent",
     "run_async_workers": "run_workers",
     "ASYNC_WORKERS": "WORKERS",
+    "ASYNC_CROWDS": "CROWDS",
     "AsyncClient": "Client",
     "aiter_bytes": "iter_bytes",
 }

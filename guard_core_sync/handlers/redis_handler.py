@@ -8,6 +8,7 @@ error wrapping and events live here and nowhere else.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Callable, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -20,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from guard_core.auto_pipeline import AutoPipeline, connections_for_subscription
 from guard_core.circuit_breaker import Admission, BreakerState, CircuitBreaker
-from guard_core.exceptions import GuardRedisError, RedisUnavailableError
+from guard_core.exceptions import GuardRedisError, RedisBusyError, RedisUnavailableError
 from guard_core.keys import (
     build_key,
     build_pattern,
@@ -46,6 +47,8 @@ from .redis_client import build_client
 #: Keys asked of Redis per SCAN step, and keys removed per UNLINK.
 SCAN_COUNT = 1000
 DELETE_BATCH = 500
+#: Seconds between two WARNINGs about callers that gave up waiting for a connection.
+BUSY_WARNING_INTERVAL = 60.0
 
 _CONNECTION_ERRORS = (
     RedisConnectionError,
@@ -100,12 +103,16 @@ class RedisManager:
         # client's per-node pools would refuse, rather than wait, past their size.) Out of
         # `redis_max_connections`, the invalidation subscription holds one connection and
         # the auto-pipeline keeps a few for its round trips; the rest are the slots.
+        # Callers queue for a slot first come, first served, and give up only when none came
+        # free for a whole wait (no shorter than a reply may take): under load the queue
+        # moves, and a caller that still gives up gets `RedisBusyError`, no outage.
         max_connections = config.redis_max_connections
         self._kept = AutoPipeline.connections_kept(max_connections, batching=not self.cluster)
         self._slots = Slots(
             max(1, max_connections - self._kept - connections_for_subscription(max_connections)),
-            config.redis_pool_timeout,
+            max(config.redis_pool_timeout, config.redis_socket_timeout),
         )
+        self._busy_warned_at: float | None = None
         self._pipeline: AutoPipeline | None = None
         #: run_id of the server process last seen at each address.
         self._server_run_ids: dict[str, str] = {}
@@ -217,7 +224,7 @@ class RedisManager:
             try:
                 holding = slots.acquire()
                 if not holding:
-                    raise RedisConnectionError("No connection available (all in use)")
+                    raise slots.busy()  # Redis answers others all along: no outage
                 if admission is Admission.ALLOW and not self.available:
                     # Redis failed while this caller waited for a slot: fail fast too
                     raise RedisUnavailableError(503, "Redis unavailable (circuit open)")
@@ -340,6 +347,9 @@ class RedisManager:
         """Any failure of an operation, as the caller sees it: `GuardRedisError(503)`."""
         if isinstance(exc, RedisUnavailableError):
             raise exc  # failing fast: the breaker's transition was logged and reported once
+        if isinstance(exc, RedisBusyError):
+            self._gave_up_waiting(exc)
+            raise exc
         if isinstance(exc, GuardRedisError) and self._closed:
             raise exc  # "Redis connection closed", reported already
         reason = self._describe(exc)
@@ -555,6 +565,22 @@ class RedisManager:
             self.logger.warning(
                 "Redis restarted (its data may be gone): subsystems write their state again"
             )
+
+    def _gave_up_waiting(self, exc: RedisBusyError) -> None:
+        """A caller found every connection in use for the whole wait: a WARNING at most
+        every `BUSY_WARNING_INTERVAL` seconds (it may repeat for many callers at once)."""
+        now = time.monotonic()
+        last = self._busy_warned_at
+        if last is not None and now - last < BUSY_WARNING_INTERVAL:
+            self.logger.debug("Redis call gave up waiting for a connection: %s", exc.detail)
+            return
+        self._busy_warned_at = now
+        self.logger.warning(
+            "Redis calls gave up waiting for a connection (%s): Redis answers, but more "
+            "callers than redis_max_connections=%d hold connections for long; not an outage",
+            exc.detail,
+            self.config.redis_max_connections,
+        )
 
     def _describe(self, exc: BaseException) -> str:
         return escape_control(self._redactor.scrub(f"{type(exc).__name__}: {exc}"))

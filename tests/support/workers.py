@@ -29,3 +29,9 @@ def run_workers(count: int, body: Callable[[int], None]) -> None:
     with ThreadPoolExecutor(max_workers=count) as pool:
         for future in [pool.submit(start, index) for index in range(count)]:
             future.result()
+
+
+#: Crowds of callers sharing one manager in the connection-budget tests: tasks of the async
+#: face, threads of the sync face.
+ASYNC_CROWDS = (2000,)
+CROWDS = (1, 32, 100)
