@@ -42,8 +42,12 @@ class Guard:
         *,
         client_factory: Callable[[SecurityConfig], Any] | None = None,
         http_client: httpx.Client | None = None,
+        serving: bool = True,
     ) -> None:
         self.config = config
+        #: False for a tool that changes state but serves no requests (the CLI): it neither
+        #: mirrors the shared state nor counts among the instances sharing rate limits.
+        self.serving = serving
         self.logger = get_logger("guard")
         self.redis = RedisManager(config, client_factory=client_factory)
         #: Storage shared by every subsystem: typed operations and the outage journal.
@@ -75,7 +79,7 @@ class Guard:
                 "Starting in degraded mode: %s is unreachable; reconnecting on later use",
                 redact_url(self.config.redis_url),
             )
-        self.store.start()
+        self.store.start(serving=self.serving)
 
     def close(self) -> None:
         """Write what Redis has not taken yet (within `redis_close_flush_timeout`), then close

@@ -243,6 +243,7 @@ def test_keys_lists_names_types_and_expiry(env: dict[str, str], app: guard_core_
         f"{prefix}ban_index:version",  # counts its changes (the instances' mirrors catch up)
         f"{prefix}patterns:custom",
         f"{prefix}pattern_changes:custom",  # when each pattern last changed (later wins)
+        f"{prefix}members:instances",  # the app joined the live instances at start
     }
     assert rows[f"{prefix}patterns:custom"]["ttl"] is None
     assert 0 < rows[f"{prefix}banned_ips:203.0.113.7"]["ttl"] <= 600
@@ -269,8 +270,9 @@ def test_watch_is_bounded_and_reports_state_and_changes(
     assert first["reachable"] is True
     assert list(first["bans"]) == ["203.0.113.7"]
     assert first["busiest"] == [["rate:203.0.113.8:/login", 4]]
-    # the ban, its listing index and the rate-limit window
-    assert first["changes"] == ["watching: 1 bans, 3 keys"]
+    # the ban, its listing index and its change counter, the rate-limit window, and the
+    # live instances the app joined at start
+    assert first["changes"] == ["watching: 1 bans, 5 keys"]
 
     table = ok(env, "watch", "--interval", "0.1", "--duration", "0").stdout
     assert "answers" in table and "203.0.113.7" in table and "rate:203.0.113.8:/login" in table

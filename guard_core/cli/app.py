@@ -67,7 +67,7 @@ class Session:
     @contextmanager
     def guard(self, *, require: bool = True) -> Iterator[Guard]:
         """A sync `Guard` on the configured Redis; fails with one line unless it answers."""
-        with Guard(self.config()) as guard:
+        with Guard(self.config(), serving=False) as guard:
             if require:
                 require_redis(guard)
             yield guard

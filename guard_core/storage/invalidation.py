@@ -60,6 +60,9 @@ class Invalidations:
         self.verdicts = VerdictCache()
         self._listeners: dict[str, list[Listener]] = {}
         self._followers: dict[str, list[Follower]] = {}
+        #: Whether followers run (False for a tool that serves no requests, the CLI: it
+        #: keeps no copies and joins no instances).
+        self.following = True
         self._ticker = AsyncTicker()
         self._running = False
         self._lost_reported = False
@@ -99,12 +102,16 @@ class Invalidations:
 
     async def catch_up(self) -> None:
         """Await every follower with "" (at start, and after a subscription is confirmed)."""
+        if not self.following:
+            return
         with self._lock:
             followers = [item for group in self._followers.values() for item in group]
         for follower in followers:
             await self._run(follower, "")
 
     async def _follow(self, topic: str, target: str) -> None:
+        if not self.following:
+            return
         with self._lock:
             followers = list(self._followers.get(topic, ()))
         for follower in followers:

@@ -187,13 +187,15 @@ class StateStore:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, serving: bool = True) -> None:
         """Load the local copies of shared state (the ban mirror, the network bans, the
         custom patterns, the header configuration), send the first heartbeat, then start the
         background flusher and the invalidation subscription (`Guard.start()` calls this).
         With Redis down the copies stay empty (`health()` says so) and are loaded once a
-        subscription is confirmed."""
+        subscription is confirmed. `serving=False` (a tool such as the CLI, which serves
+        no requests) keeps no copies and sends no heartbeat at start."""
         if self.sharing:
+            self.invalidations.following = serving
             await self.invalidations.catch_up()
             self._ticker.start(self._tick, self.config.redis_journal_flush_interval)
             self.invalidations.start()

@@ -62,6 +62,9 @@ class Invalidations:
         self.verdicts = VerdictCache()
         self._listeners: dict[str, list[Listener]] = {}
         self._followers: dict[str, list[Follower]] = {}
+        #: Whether followers run (False for a tool that serves no requests, the CLI: it
+        #: keeps no copies and joins no instances).
+        self.following = True
         self._ticker = Ticker()
         self._running = False
         self._lost_reported = False
@@ -101,12 +104,16 @@ class Invalidations:
 
     def catch_up(self) -> None:
         """Await every follower with "" (at start, and after a subscription is confirmed)."""
+        if not self.following:
+            return
         with self._lock:
             followers = [item for group in self._followers.values() for item in group]
         for follower in followers:
             self._run(follower, "")
 
     def _follow(self, topic: str, target: str) -> None:
+        if not self.following:
+            return
         with self._lock:
             followers = list(self._followers.get(topic, ()))
         for follower in followers:

@@ -135,11 +135,18 @@ def test_instances_share_the_limit_during_an_outage(
 def test_the_share_holds_in_the_first_second_after_start(
     private_server: LocalRedisServer, fault: str
 ) -> None:
-    """Three guards just started (no wait for heartbeats, which are 5 s apart here): each
-    knows the others from `start()` on, so an outage right away still splits the rest."""
+    """Three guards just started (heartbeats 5 s apart here): each knows the others within
+    a second of `start()`, so an outage right away still splits the rest."""
     limit = 100
-    config = {**instance_config(private_server), "redis_journal_flush_interval": 5.0}
+    config = {
+        **instance_config(private_server),
+        "redis_journal_flush_interval": 5.0,
+        "rate_limit_member_timeout": 30.0,  # no instance drops out between its heartbeats
+    }
     with instances(GUARD_MODULE, config, 3) as group:
+        # within 1 s, with heartbeats 5 s apart: only the heartbeat sent at start and the
+        # announcement of each join can have told the instances of one another
+        group.wait_for_members(3, timeout=1.0)
         first, *others = group.running
         hit = {"op": "hit", "key": "early", "limit": limit, "window": WINDOW}
         before = first.ask({**hit, "times": 58})["admitted"]
