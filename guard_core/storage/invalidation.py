@@ -102,18 +102,17 @@ class Invalidations:
 
     async def catch_up(self) -> None:
         """Await every follower with "" (at start, and after a subscription is confirmed)."""
-        if not self.following:
-            return
-        with self._lock:
-            followers = [item for group in self._followers.values() for item in group]
-        for follower in followers:
-            await self._run(follower, "")
+        await self._follow("", "")
 
     async def _follow(self, topic: str, target: str) -> None:
+        """Await the followers of `topic` with `target` (topic "": every follower)."""
         if not self.following:
             return
         with self._lock:
-            followers = list(self._followers.get(topic, ()))
+            if topic:
+                followers = list(self._followers.get(topic, ()))
+            else:
+                followers = [item for group in self._followers.values() for item in group]
         for follower in followers:
             await self._run(follower, target)
 
@@ -203,11 +202,7 @@ class Invalidations:
                 if message is not None:
                     followed = self._receive(message)
                     if followed is not None:
-                        topic, target = followed
-                        if topic:
-                            await self._follow(topic, target)
-                        else:
-                            await self.catch_up()
+                        await self._follow(*followed)
         except Exception as exc:
             self._dropped(exc)
         finally:

@@ -104,18 +104,17 @@ class Invalidations:
 
     def catch_up(self) -> None:
         """Await every follower with "" (at start, and after a subscription is confirmed)."""
-        if not self.following:
-            return
-        with self._lock:
-            followers = [item for group in self._followers.values() for item in group]
-        for follower in followers:
-            self._run(follower, "")
+        self._follow("", "")
 
     def _follow(self, topic: str, target: str) -> None:
+        """Await the followers of `topic` with `target` (topic "": every follower)."""
         if not self.following:
             return
         with self._lock:
-            followers = list(self._followers.get(topic, ()))
+            if topic:
+                followers = list(self._followers.get(topic, ()))
+            else:
+                followers = [item for group in self._followers.values() for item in group]
         for follower in followers:
             self._run(follower, target)
 
@@ -205,11 +204,7 @@ class Invalidations:
                 if message is not None:
                     followed = self._receive(message)
                     if followed is not None:
-                        topic, target = followed
-                        if topic:
-                            self._follow(topic, target)
-                        else:
-                            self.catch_up()
+                        self._follow(*followed)
         except Exception as exc:
             self._dropped(exc)
         finally:

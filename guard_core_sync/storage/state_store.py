@@ -127,9 +127,8 @@ class StateStore:
         self._listeners: dict[str, list[Listener]] = {}
         self._ticker = Ticker()
         self._networks: NetworkIndex[BanRecord] = NetworkIndex()
-        # the index's `#version` as last read, with the restarts seen then: a Redis that
-        # restarted counts versions anew, so a number alone may match a copy it lost
-        self._networks_version: tuple[int, str] | None = None
+        # the index's `#version` as last read (`_versioned`: with the restarts seen then)
+        self._networks_version: str | None = None
         self._networks_refresh = RefreshClaim(config.redis_state_refresh_interval)
         #: Objects other storage modules keep per store (the outage share), so that they
         #: live and die with it.
@@ -536,8 +535,7 @@ class StateStore:
         if isinstance(version, Unavailable):
             self._networks_refresh.expire()
             return UNAVAILABLE
-        restarts = self._redis.restarts if self._redis is not None else 0
-        if version is not None and (restarts, version) == self._networks_version:
+        if version is not None and self._versioned(version) == self._networks_version:
             self._reconcile_bans()
             return self._networks
         raw = self._call(
@@ -558,9 +556,7 @@ class StateStore:
                 index.set(parse_network(cidr), record)
             except ValueError:
                 self.logger.warning("Ignoring malformed network ban %s", escape_control(cidr))
-        found_version = raw.get(_VERSION_FIELD)
-        self._networks = index
-        self._networks_version = None if found_version is None else (restarts, found_version)
+        self._networks, self._networks_version = index, self._versioned(raw.get(_VERSION_FIELD))
         self._reconcile_bans()
         return index
 

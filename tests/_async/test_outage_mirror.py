@@ -17,12 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 
 from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
 from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer
-from tests.support.faults import kill, pause, resume
+from tests.support.faults import end_outage, start_outage
 
 pytestmark = pytest.mark.anyio
 
@@ -65,20 +66,6 @@ async def eventually(condition: Callable[[], bool], what: str, timeout: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"not after {timeout} s: {what}")
         await async_sleep(0.02)
-
-
-def start_outage(server: LocalRedisServer, fault: str) -> None:
-    if fault == "killed":
-        kill(server)
-    else:
-        pause(server)
-
-
-def end_outage(server: LocalRedisServer, fault: str) -> None:
-    if fault == "killed":
-        server.start()
-    else:
-        resume(server)
 
 
 @pytest.mark.parametrize("fault", ["killed", "hung"])
@@ -229,3 +216,31 @@ async def test_the_mirror_is_bounded_and_drops_the_bans_that_end_first(
         # the longest bans stay
         assert reader.store.mirror.banned_until("192.0.2.120") is not None
         assert reader.store.mirror.banned_until("192.0.2.1") is None
+
+
+async def test_closing_while_the_mirror_catches_up_ends_cleanly(
+    private_server: LocalRedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A guard closed while its subscription's task reads a large index: close returns,
+    nothing is logged as failed, and a guard started again loads the whole index."""
+    inspect = redis.Redis.from_url(private_server.url, decode_responses=True)
+    end = time.time() + 600
+    count = 30_000
+    for first in range(0, count, 10_000):
+        inspect.zadd(
+            "guard_core:ban_index:addresses",
+            {f"10.0.{i >> 8 & 255}.{i & 255}": end for i in range(first, first + 10_000)},
+        )
+    config = mirror_config(private_server)
+    guard = Guard(config)
+    await guard.start()
+    await eventually(lambda: guard.store.invalidations.subscribed, "subscribed")
+    inspect.incr("guard_core:ban_index:version")  # the index moved: a catch-up reloads it
+    seen = guard.store.invalidations.subscriptions
+    inspect.client_kill_filter(_type="pubsub")
+    await eventually(lambda: guard.store.invalidations.subscriptions > seen, "subscribed again")
+    await guard.close()  # the reload may be under way in the subscription's task
+    assert not [r for r in caplog.records if "Following a change failed" in r.getMessage()]
+    async with Guard(config) as again:
+        assert len(again.store.mirror) == count
+    inspect.close()

@@ -23,7 +23,7 @@ from guard_core_sync.guard import Guard
 from guard_core.lua_scripts import WINDOW_MERGE
 from guard_core.models import SecurityConfig
 from guard_core.testing import LocalRedisServer
-from tests.support.faults import kill, pause, resume
+from tests.support.faults import end_outage, kill, pause, resume, start_outage
 from tests.support.instances import Instances, instances
 
 GUARD_MODULE = Guard.__module__
@@ -51,21 +51,6 @@ def instance_config(server: LocalRedisServer, policy: str = "share") -> dict[str
         "rate_limit_member_timeout": 1.0,
         "rate_limit_outage_policy": policy,
     }
-
-
-def start_outage(server: LocalRedisServer, fault: str) -> None:
-    if fault == "killed":
-        kill(server)
-    else:
-        pause(server)
-
-
-def end_outage(server: LocalRedisServer, fault: str) -> None:
-    """Redis answers again: restarted empty after a kill, with its data after a hang."""
-    if fault == "killed":
-        server.start()
-    else:
-        resume(server)
 
 
 def window_size(server: LocalRedisServer, key: str) -> int:

@@ -20,3 +20,19 @@ def pause(server: LocalRedisServer) -> None:
 
 def resume(server: LocalRedisServer) -> None:
     server.send_signal(signal.SIGCONT)
+
+
+def start_outage(server: LocalRedisServer, fault: str) -> None:
+    """`fault` "killed" (SIGKILL: data gone) or "hung" (SIGSTOP: nothing answers)."""
+    if fault == "killed":
+        kill(server)
+    else:
+        pause(server)
+
+
+def end_outage(server: LocalRedisServer, fault: str) -> None:
+    """Redis answers again: restarted empty after a kill, with its data after a hang."""
+    if fault == "killed":
+        server.start()
+    else:
+        resume(server)
