@@ -18,9 +18,12 @@ Parsing never puts a password in an error message.
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
-from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 from guard_core.redaction import redact_url
 
@@ -103,28 +106,27 @@ def topology_of(url: str | None) -> Topology:
 
 
 def parse_redis_url(url: object) -> RedisTarget:
-    """Check `url` and say what it names; ValueError (password masked) when it is not valid."""
+    """Check `url` and say what it names; ValueError (password masked) when it is not valid.
+
+    The URL is split here, not by `urllib.parse.urlsplit`, whose checks of bracketed hosts
+    differ between Python patch releases (and distributions' backports): the same URL is
+    accepted, or refused with the same message, on every Python. A standalone URL accepted
+    here is one that every `urlsplit` (redis-py's parser) reads the same way.
+    """
     if not isinstance(url, str):
         raise ValueError(f"redis_url must be a str or None, not {type(url).__name__}")
     shown = repr(redact_url(url))
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise ValueError(f"redis_url is not a valid URL: {shown}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in SCHEMES:
-        raise ValueError(f"redis_url scheme must be one of {', '.join(SCHEMES)} (got {scheme!r})")
-    _check_userinfo(url, parts.netloc)
+    parts = _split(url, shown)
+    scheme = parts.scheme
     if scheme in STANDALONE_SCHEMES:
-        _check_standalone(scheme, parts, shown)
+        _check_standalone(parts, shown)
         return RedisTarget(topology=Topology.STANDALONE, tls=scheme == "rediss")
     topology = Topology.SENTINEL if scheme in SENTINEL_SCHEMES else Topology.CLUSTER
-    userinfo, _, hosts = parts.netloc.rpartition("@")
     default_port = DEFAULT_SENTINEL_PORT if topology is Topology.SENTINEL else DEFAULT_PORT
-    nodes = tuple(_node(text, default_port, shown) for text in hosts.split(","))
-    username, password = _credentials(userinfo)
+    nodes = tuple(_node(text, default_port, shown) for text in parts.hosts.split(","))
+    username, password = _credentials(parts.userinfo)
     service_name = _service_name(topology, parts.path, shown)
-    if parts.fragment:
+    if parts.fragment is not None:
         raise ValueError(f"redis_url must not have a fragment: {shown}")
     tls = scheme.startswith("rediss+")
     options = _options(topology, tls, parts.query)
@@ -139,43 +141,101 @@ def parse_redis_url(url: object) -> RedisTarget:
     )
 
 
-def _check_userinfo(url: str, netloc: str) -> None:
-    """An unencoded `#`, `/`, `?` or `@` in the password makes the URL name another host:
-    refuse it, saying how to encode it, without showing it."""
-    rest = url.partition("://")[2]
-    if "@" in rest[rest.find(netloc) + len(netloc) :]:
+@dataclass(frozen=True)
+class _Parts:
+    """A URL split as RFC 3986 (and `urlsplit`) splits it, the netloc split once more."""
+
+    scheme: str  # lower case
+    userinfo: str  # before the netloc's last '@' ('' without one)
+    hosts: str  # after it: one `host[:port]` or a comma-separated list of them
+    path: str
+    query: str
+    fragment: str | None  # None without '#'
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+#: What ends the netloc, and what a character of it must not read as under NFKC (as IDNA
+#: reads a host name): `urlsplit` refuses such a netloc, so redis-py would at first use.
+_NETLOC_END = re.compile(r"[/?#]")
+_NFKC_DELIMITERS = frozenset("/?#@:[]")
+
+
+def _split(url: str, shown: str) -> _Parts:
+    if any(unicodedata.category(ch) == "Cc" for ch in url):
+        # urlsplit drops tabs and newlines silently, and leading control characters only
+        # on some patch releases: refused here everywhere
+        raise ValueError(f"redis_url contains a control character (tab, newline, ...): {shown}")
+    if url != url.strip():
+        raise ValueError(f"redis_url has leading or trailing whitespace: {shown}")
+    match = _SCHEME.match(url)
+    scheme = match.group()[:-1].lower() if match else ""
+    if scheme not in SCHEMES:
+        raise ValueError(f"redis_url scheme must be one of {', '.join(SCHEMES)} (got {scheme!r})")
+    rest = url[len(scheme) + 1 :]
+    netloc = ""
+    if rest.startswith("//"):
+        end = _NETLOC_END.search(rest, 2)
+        netloc, rest = (
+            (rest[2:], "") if end is None else (rest[2 : end.start()], rest[end.start() :])
+        )
+    if "@" in rest:
         raise ValueError(
             "redis_url: the user name or password contains '#', '/', '?' or '@' unencoded, "
             "so the URL would name another host; percent-encode them (# as %23, / as %2F, "
             "? as %3F, @ as %40), e.g. with urllib.parse.quote(password, safe='')"
         )
+    if not netloc.isascii() and any(
+        _NFKC_DELIMITERS & set(unicodedata.normalize("NFKC", ch))
+        for ch in netloc
+        if not ch.isascii()
+    ):
+        raise ValueError(
+            "redis_url: the host, user name or password has a character that reads as '/', "
+            "'?', '#', '@', ':', '[' or ']' once normalized (NFKC); percent-encode it in a "
+            f"password, e.g. with urllib.parse.quote(password, safe=''): {shown}"
+        )
+    rest, hash_sign, fragment = rest.partition("#")
+    path, _, query = rest.partition("?")
+    userinfo, _, hosts = netloc.rpartition("@")
+    if "[" in userinfo or "]" in userinfo:
+        raise ValueError(
+            "redis_url: the user name or password contains '[' or ']' unencoded; "
+            "percent-encode them ([ as %5B, ] as %5D), e.g. with "
+            "urllib.parse.quote(password, safe='')"
+        )
+    return _Parts(
+        scheme=scheme,
+        userinfo=userinfo,
+        hosts=hosts,
+        path=path,
+        query=query,
+        fragment=fragment if hash_sign else None,
+    )
 
 
-def _check_standalone(scheme: str, parts: SplitResult, shown: str) -> None:
+def _check_standalone(parts: _Parts, shown: str) -> None:
     """What redis-py would misread or apply silently: checked here, at construction."""
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"redis_url has an invalid port (1..65535): {shown}") from None
-    if parts.fragment:
+    if parts.fragment is not None:
         raise ValueError(f"redis_url must not have a fragment ('#...'): {shown}")
-    if scheme == "unix":
+    if parts.scheme == "unix":
         if not parts.path or parts.path == "/":
             raise ValueError(
                 "redis_url: a unix:// URL names its socket, e.g. unix:///run/redis.sock"
             )
     else:
-        host = parts.hostname
-        if not host:
+        if not parts.hosts or parts.hosts.startswith(":"):
             raise ValueError("redis_url has no host")
-        if not host.isprintable() or any(ch.isspace() for ch in host):
-            raise ValueError(f"redis_url has a malformed host: {shown}")
-        if port == 0:
-            raise ValueError(f"redis_url has an invalid port 0 (1..65535): {shown}")
+        if "," in parts.hosts:
+            raise ValueError(
+                f"redis_url names several hosts: a {parts.scheme}:// URL names one server; "
+                f"sentinels or cluster nodes take {parts.scheme}+sentinel:// or "
+                f"{parts.scheme}+cluster://: {shown}"
+            )
+        _node(parts.hosts, DEFAULT_PORT, shown)
         database = parts.path[1:] if parts.path.startswith("/") else parts.path
         if database:
             _check_database(database, "path", shown)
-    allowed = STANDALONE_OPTIONS | (TLS_OPTIONS if scheme == "rediss" else frozenset())
+    allowed = STANDALONE_OPTIONS | (TLS_OPTIONS if parts.scheme == "rediss" else frozenset())
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name in BOUND_OPTIONS:
             raise ValueError(
@@ -202,24 +262,52 @@ def _check_database(text: str, where: str, shown: str) -> None:
 
 
 def _node(text: str, default_port: int, shown: str) -> tuple[str, int]:
+    """One `host[:port]` or `[IPv6]:port` of a netloc (it holds no credentials: shown)."""
     if not text:
         raise ValueError(f"redis_url has an empty address in its host list: {shown}")
-    if text.startswith("["):  # [IPv6]:port
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or not host or (rest and not rest.startswith(":")):
-            raise ValueError(f"redis_url has a malformed IPv6 address {text!r}")
-        port_text = rest[1:] if rest else ""
+    if "[" in text or "]" in text:
+        host, port_text = _bracketed(text)
     else:
         host, _, port_text = text.partition(":")
         if not host or ":" in port_text:
-            raise ValueError(f"redis_url has a malformed address {text!r}")
-    if any(ch in host for ch in "/?#@ ") or not host.isprintable():
-        raise ValueError(f"redis_url has a malformed host in {text!r}")
+            raise ValueError(
+                f"redis_url has a malformed address {text!r} "
+                "(an IPv6 address goes in brackets, e.g. [::1]:6379)"
+            )
+        if any(ch in "/?#@" or ch.isspace() or not ch.isprintable() for ch in host):
+            raise ValueError(f"redis_url has a malformed host in {text!r}")
     if not port_text:
         return host, default_port
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"redis_url has an invalid port in {text!r} (1..65535)")
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"redis_url has an invalid port {port_text} in {text!r} (1..65535)")
     return host, int(port_text)
+
+
+def _bracketed(text: str) -> tuple[str, str]:
+    """`[IPv6]` or `[IPv6]:port`: the address (checked) and the port text."""
+    if not text.startswith("["):
+        raise ValueError(
+            f"redis_url has a malformed IPv6 address {text!r}: nothing may stand before "
+            "its '[' (e.g. [::1]:6379)"
+        )
+    host, bracket, rest = text[1:].partition("]")
+    if not bracket:
+        raise ValueError(
+            f"redis_url is not a valid URL: the IPv6 address in {text!r} has no closing ']'"
+        )
+    if "[" in host or "[" in rest or "]" in rest or (rest and not rest.startswith(":")):
+        raise ValueError(
+            f"redis_url has a malformed IPv6 address {text!r}: only ':port' may follow "
+            "its ']' (e.g. [::1]:6379)"
+        )
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        raise ValueError(
+            f"redis_url has a malformed IPv6 address {text!r}: brackets hold an IPv6 "
+            "address only (a host name or IPv4 address goes without them)"
+        ) from None
+    return host, rest[1:]
 
 
 def _credentials(userinfo: str) -> tuple[str | None, str | None]:

@@ -66,7 +66,7 @@ class Invalidations:
         self._ticker = AsyncTicker()
         self._running = False
         self._lost_reported = False
-        #: Subscriptions confirmed so far (tests wait for a new one after a drop).
+        #: Subscriptions confirmed, and caught up after (tests wait for a new one after a drop).
         self.subscriptions = 0
         self._lock = threading.Lock()
         self._origin = uuid.uuid4().hex
@@ -203,6 +203,8 @@ class Invalidations:
                     followed = self._receive(message)
                     if followed is not None:
                         await self._follow(*followed)
+                        if not followed[0]:
+                            self.subscriptions += 1  # confirmed, and caught up
         except Exception as exc:
             self._dropped(exc)
         finally:
@@ -219,7 +221,6 @@ class Invalidations:
             marks = self.marks()
             if marks is not None:
                 self.verdicts.trust(marks)
-            self.subscriptions += 1
             if self._lost_reported:
                 self._lost_reported = False
                 self.logger.warning("Invalidations received again: ban checks use the cache")
