@@ -347,6 +347,9 @@ class CustomPatternCache:
         self._compiled: dict[str, re2._Regexp[str]] = {}
         self._invalid: set[str] = set()
         self._generation = 0
+        # reads from Redis begun so far, and the latest begun of those installed
+        self._reads_begun = 0
+        self._read_installed = 0
         self._active: tuple[AttackPattern, ...] = ()
 
     # -- reads ----------------------------------------------------------------------------
@@ -358,10 +361,13 @@ class CustomPatternCache:
     def patterns(self) -> tuple[str, ...]:
         return tuple(p.pattern for p in self._active)
 
-    @property
-    def generation(self) -> int:
-        """Bumped by every local change; a read from Redis started before one is stale."""
-        return self._generation
+    def begin_read(self) -> tuple[int, int]:
+        """Take before reading the list from Redis; give to `load_shared`. A read is stale
+        when a local change came after it began, or when a read begun later was installed
+        first (reads run at once: a request's and the background follower's)."""
+        with self._lock:
+            self._reads_begun += 1
+            return (self._generation, self._reads_begun)
 
     @property
     def added_here(self) -> frozenset[str]:
@@ -383,10 +389,10 @@ class CustomPatternCache:
     # -- changes ----------------------------------------------------------------------------
 
     def load_shared(
-        self, patterns: Iterable[str], generation: int, *, forget_lifted: bool = True
+        self, patterns: Iterable[str], read: tuple[int, int], *, forget_lifted: bool = True
     ) -> tuple[str, ...] | None:
-        """Take `patterns` as Redis's list, unless a local change happened since
-        `generation` was read (then `None`: the read is stale and dropped).
+        """Take `patterns` as Redis's list, unless the `read` (from `begin_read`) is stale
+        (then `None`: it is dropped).
 
         With `forget_lifted`, patterns added here that the list no longer holds are taken
         as removed elsewhere, so that a replay after a restart does not bring them back
@@ -405,8 +411,10 @@ class CustomPatternCache:
             except (TypeError, ValueError):
                 invalid.append(pattern)
         with self._lock:
-            if generation != self._generation:
+            generation, number = read
+            if generation != self._generation or number < self._read_installed:
                 return None
+            self._read_installed = number
             self._compiled.update(compiled)
             self._invalid.update(invalid)
             self._shared = {p for p in wanted if p in self._compiled}

@@ -303,17 +303,17 @@ def test_cache_add_remove_shared() -> None:
 
 def test_cache_changes_redis_did_not_take_stay_pending() -> None:
     cache = CustomPatternCache()
-    assert cache.load_shared(["remote"], cache.generation) == ()
+    assert cache.load_shared(["remote"], cache.begin_read()) == ()
     cache.add("local", compile_custom("local"), shared=False)
     assert cache.patterns() == ("local", "remote")
     assert cache.pending == {"local": True}
     # a later read from Redis does not drop the local addition
-    assert cache.load_shared(["remote", "other"], cache.generation) == ()
+    assert cache.load_shared(["remote", "other"], cache.begin_read()) == ()
     assert cache.patterns() == ("local", "other", "remote")
     # removing a shared pattern without Redis masks it until Redis takes the removal
     assert cache.remove("remote", shared=False) is True
     assert cache.pending == {"local": True, "remote": False}
-    cache.load_shared(["remote", "other"], cache.generation)
+    cache.load_shared(["remote", "other"], cache.begin_read())
     assert cache.patterns() == ("local", "other")
     assert cache.remove("never", shared=False) is False
     assert cache.remove("local", shared=False) is True
@@ -327,26 +327,36 @@ def test_cache_changes_redis_did_not_take_stay_pending() -> None:
 
 def test_cache_drops_a_read_that_started_before_a_local_change() -> None:
     cache = CustomPatternCache()
-    generation = cache.generation
+    read = cache.begin_read()
     cache.add("mine", compile_custom("mine"), shared=True)
-    assert cache.load_shared([], generation) is None  # stale: read before the add
+    assert cache.load_shared([], read) is None  # stale: read before the add
     assert cache.patterns() == ("mine",)
-    assert cache.load_shared([], cache.generation) == ()  # fresh: removed elsewhere
+    assert cache.load_shared([], cache.begin_read()) == ()  # fresh: removed elsewhere
     assert cache.patterns() == ()
+
+
+def test_cache_drops_a_read_that_began_before_one_already_installed() -> None:
+    """A request's read and the background follower's run at once: the one that began
+    first and ends last holds the older list, and must not replace the newer one."""
+    cache = CustomPatternCache()
+    older, newer = cache.begin_read(), cache.begin_read()
+    assert cache.load_shared(["added-elsewhere"], newer) == ()
+    assert cache.load_shared([], older) is None
+    assert cache.patterns() == ("added-elsewhere",)
 
 
 def test_cache_skips_invalid_shared_patterns_once() -> None:
     cache = CustomPatternCache()
-    assert cache.load_shared(["(bad", "good"], cache.generation) == ("(bad",)
+    assert cache.load_shared(["(bad", "good"], cache.begin_read()) == ("(bad",)
     assert cache.patterns() == ("good",)
-    assert cache.load_shared(["(bad", "good"], cache.generation) == ()
+    assert cache.load_shared(["(bad", "good"], cache.begin_read()) == ()
 
 
 def test_cache_compiles_each_pattern_once() -> None:
     cache = CustomPatternCache()
-    cache.load_shared(["one"], cache.generation)
+    cache.load_shared(["one"], cache.begin_read())
     first = cache.active()[0].regex
-    cache.load_shared(["one", "two"], cache.generation)
+    cache.load_shared(["one", "two"], cache.begin_read())
     assert cache.active()[0].regex is first
 
 

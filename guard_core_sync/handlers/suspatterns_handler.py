@@ -130,7 +130,7 @@ class SusPatternsManager:
             self._cache.remove(change.target, shared=True)
 
     def _read_shared(self) -> bool:
-        generation = self._cache.generation
+        read = self._cache.begin_read()
         settled = self._store.settled
         found = self._store.read_custom_patterns()
         if isinstance(found, Unavailable):
@@ -151,7 +151,7 @@ class SusPatternsManager:
             for pattern in self._cache.added_here - set(patterns):
                 if not self._store.is_pending(PATTERN, pattern):
                     self._store.forget(PATTERN, pattern)  # removed elsewhere
-        skipped = self._cache.load_shared(patterns, generation, forget_lifted=settled)
+        skipped = self._cache.load_shared(patterns, read, forget_lifted=settled)
         for pattern in skipped or ():
             self.logger.warning(
                 "Ignoring shared custom pattern %s: not a valid regex", escape_control(pattern)

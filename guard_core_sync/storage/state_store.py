@@ -130,6 +130,12 @@ class StateStore:
         # the index's `#version` as last read (`_versioned`: with the restarts seen then)
         self._networks_version: str | None = None
         self._networks_refresh = RefreshClaim(config.redis_state_refresh_interval)
+        # reads of the network index run at once (a request's, the background follower's):
+        # one installs only if begun after the last installed and after the last change
+        # made here (`_network_reads` begun so far; the number of the last installed; the
+        # count when this instance last lifted a network)
+        self._network_lock = threading.Lock()
+        self._network_reads = self._network_installed = self._network_lifted = 0
         #: Objects other storage modules keep per store (the outage share), so that they
         #: live and die with it.
         self.extensions: dict[str, object] = {}
@@ -405,7 +411,9 @@ class StateStore:
         take it, so that an outage does not bring the lifted ban back here)."""
         if change.action == "lift":
             if "/" in change.target:
-                self._networks.pop(parse_network(change.target))
+                with self._network_lock:
+                    self._network_lifted = self._network_reads  # reads begun so far: stale
+                    self._networks.pop(parse_network(change.target))
             else:
                 self.mirror.drop(change.target)
         elif written is Written.TAKEN and "/" not in change.target:
@@ -538,6 +546,9 @@ class StateStore:
         if version is not None and self._versioned(version) == self._networks_version:
             self._reconcile_bans()
             return self._networks
+        with self._network_lock:
+            self._network_reads += 1
+            number = self._network_reads
         raw = self._call(
             lambda r: r.safe_operation(_hgetall, r.full_key(BANNED_NETWORKS, NETWORK_INDEX))
         )
@@ -556,7 +567,12 @@ class StateStore:
                 index.set(parse_network(cidr), record)
             except ValueError:
                 self.logger.warning("Ignoring malformed network ban %s", escape_control(cidr))
-        self._networks, self._networks_version = index, self._versioned(raw.get(_VERSION_FIELD))
+        with self._network_lock:
+            if number <= max(self._network_installed, self._network_lifted):
+                return self._networks  # a read begun later, or a lift made here, came first
+            self._network_installed = number
+            self._networks = index
+            self._networks_version = self._versioned(raw.get(_VERSION_FIELD))
         self._reconcile_bans()
         return index
 
