@@ -60,7 +60,7 @@ async def async_load(server: LocalRedisServer) -> tuple[float, int]:
     began = time.perf_counter()
     await guard.start()
     took = time.perf_counter() - began
-    held = len(guard.store.mirror)
+    held = len(guard.store.mirror.addresses)
     await guard.close()
     return took, held
 
@@ -70,7 +70,7 @@ def sync_load(server: LocalRedisServer) -> tuple[float, int]:
     began = time.perf_counter()
     guard.start()
     took = time.perf_counter() - began
-    held = len(guard.store.mirror)
+    held = len(guard.store.mirror.addresses)
     guard.close()
     return took, held
 
@@ -79,11 +79,11 @@ def bytes_per_ban(server: LocalRedisServer, count: int) -> float:
     guard = SyncGuard(config(server))
     gc.collect()
     tracemalloc.start()
-    guard.store.load_mirror()
+    guard.store.mirror.load()
     gc.collect()
     current, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    held = len(guard.store.mirror)
+    held = len(guard.store.mirror.addresses)
     guard.close()
     return current / max(1, held)
 
@@ -97,7 +97,7 @@ async def async_propagation(server: LocalRedisServer, rounds: int) -> list[float
             address = f"192.0.2.{index % 250 + 1}"
             began = time.perf_counter()
             await maker.ip_bans.ban_ip(address, 600)
-            while follower.store.mirror.banned_until(address) is None:
+            while follower.store.mirror.addresses.banned_until(address) is None:
                 await anyio.sleep(0.0005)
             times.append(time.perf_counter() - began)
             await maker.ip_bans.unban_ip(address)

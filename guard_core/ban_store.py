@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
+import math
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from guard_core.ip_utils import IPAddress, IPNetwork
+from guard_core.journal import Change
 from guard_core.logs import get_logger
 from guard_core.network_index import NetworkIndex
 
@@ -47,6 +50,45 @@ class BanRecord:
 
     def remaining(self, now: float | None = None) -> float:
         return self.expires_at - (time.time() if now is None else now)
+
+
+def encode_ban(change: Change) -> str:
+    """A ban change as Redis holds it: JSON `{"expires_at", "banned_at", "reason"}`."""
+    return json.dumps(
+        {
+            "expires_at": change.data["expires_at"],
+            "banned_at": change.at,
+            "reason": change.data.get("reason", ""),
+        }
+    )
+
+
+def decode_ban(target: str, raw: object, now: float) -> BanRecord | None:
+    """A ban read from Redis, or None (a lift record, ended, malformed). An older layout
+    holds only the expiry."""
+    try:
+        decoded = json.loads(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if isinstance(decoded, int | float):
+        decoded = {"expires_at": decoded}
+    if not isinstance(decoded, dict):
+        return None
+    try:
+        expires_at = float(decoded["expires_at"])
+        banned_at = float(decoded.get("banned_at", 0.0))
+    except (KeyError, TypeError, ValueError):
+        return None
+    reason = decoded.get("reason", "")
+    if expires_at <= now or not math.isfinite(expires_at):
+        return None
+    return BanRecord(
+        target=target,
+        expires_at=expires_at,
+        reason=reason if isinstance(reason, str) else "",
+        shared=True,
+        banned_at=banned_at,
+    )
 
 
 class ExpiryBound(Generic[K]):

@@ -20,8 +20,11 @@ from .handlers.ratelimit_handler import RateLimitManager
 from .handlers.redis_handler import RedisManager
 from .handlers.security_headers_handler import SecurityHeadersManager
 from .handlers.suspatterns_handler import SusPatternsManager
-from .storage.outage_hits import OutageShare
-from .storage.state_store import BAN, DOCUMENT, PATTERN, WINDOW, StateStore
+from .storage.bans import BAN
+from .storage.documents import DOCUMENT
+from .storage.patterns import PATTERN
+from .storage.state_store import StateStore
+from .storage.windows import WINDOW
 
 SUBSYSTEMS = ("rate_limiter", "ip_bans", "cloud", "patterns", "headers", "behavior")
 
@@ -49,13 +52,13 @@ class Guard:
         self.logger = get_logger("guard")
         self.redis = RedisManager(config, client_factory=client_factory)
         #: Storage shared by every subsystem: typed operations and the outage journal.
-        self.store = StateStore.of(config, self.redis)
-        self.rate_limiter = RateLimitManager(config, self.redis)
-        self.ip_bans = IPBanManager(config, self.redis)
-        self.cloud = CloudManager(config, self.redis, http_client=http_client)
-        self.patterns = SusPatternsManager(config, self.redis)
-        self.headers = SecurityHeadersManager(config, self.redis)
-        self.behavior = BehaviorTracker(config, self.redis)
+        store = self.store = StateStore(config, self.redis)
+        self.rate_limiter = RateLimitManager(config, self.redis, store=store)
+        self.ip_bans = IPBanManager(config, self.redis, store=store)
+        self.cloud = CloudManager(config, self.redis, http_client=http_client, store=store)
+        self.patterns = SusPatternsManager(config, self.redis, store=store)
+        self.headers = SecurityHeadersManager(config, self.redis, store=store)
+        self.behavior = BehaviorTracker(config, self.redis, store=store)
 
     async def start(self) -> None:
         """Connect to Redis when enabled; never raises for an unreachable Redis.
@@ -113,8 +116,9 @@ class Guard:
                 "behavior": self.behavior.memory_evictions,
                 "journal": self.store.journal.evictions,
             },
-            live_instances=OutageShare.of(self.store).membership.members.count,
-            mirror=self.store.mirror_report(),
+            live_instances=self.store.outage.membership.members.count,
+            mirror=self.store.mirror.report(),
+            writing_back=self.store.writing_back,
         )
 
     async def __aenter__(self) -> Guard:

@@ -58,7 +58,9 @@ class SecurityConfig:
     redis_socket_timeout: float = 1.0
     #: Connections in the pool shared by all callers of one manager.
     redis_max_connections: int = 50
-    #: Seconds a caller waits for a free pooled connection before failing.
+    #: Seconds a caller waiting for a pooled connection waits with none coming free before it
+    #: gives up (`RedisBusyError`); never less than `redis_socket_timeout`, and the wait goes
+    #: on while connections keep coming free.
     redis_pool_timeout: float = 1.0
     #: Retries of a command whose connection dropped (0 disables retrying); a timeout is never
     #: retried, so a hung Redis costs one timeout.
@@ -266,3 +268,6 @@ class GuardHealth:
     #: against Redis; None: never) and "evictions" (bans dropped to stay within
     #: `ip_ban_mirror_max_entries`).
     mirror: dict[str, Any] = field(default_factory=dict)
+    #: True while a write-back is due or under way (Redis came back, or restarted without its
+    #: data, and the background flusher has not written everything back yet).
+    writing_back: bool = False

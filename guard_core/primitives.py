@@ -13,14 +13,18 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext, suppress
+from typing import TypeVar
 
 import anyio
 
 from guard_core.exceptions import RedisBusyError, UnsupportedBackendError
 
 logger = logging.getLogger("guard_core.background")
+
+T = TypeVar("T")
 
 
 class AsyncLock:
@@ -59,6 +63,20 @@ def sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+async def async_all_at_once(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+    """Await every call at once (tasks of the running loop); their results, in order."""
+    return list(await asyncio.gather(*(call() for call in calls)))
+
+
+def all_at_once(calls: Sequence[Callable[[], T]]) -> list[T]:
+    """Run every call at once, each in a thread; their results, in order."""
+    if len(calls) < 2:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="guard-core") as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
+
+
 def async_cancel_shield() -> AbstractContextManager[object]:
     """A scope that lets clean-up finish even when the surrounding task is cancelled."""
     return anyio.CancelScope(shield=True)
@@ -70,7 +88,8 @@ def cancel_shield() -> AbstractContextManager[object]:
 
 
 class AsyncTicker:
-    """Runs `await tick()` every `interval` seconds in a background task until `stop()`.
+    """Runs `await tick()` every `interval` seconds in a background task until `stop()`,
+    and at once when woken (`wake()`).
 
     Redis needs the asyncio backend, so the task is an asyncio task of the running loop;
     without one (trio) nothing runs in the background and callers write back on later use.
@@ -78,6 +97,13 @@ class AsyncTicker:
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the background task runs (a call on its loop may count on it)."""
+        task = self._task
+        return task is not None and not task.done()
 
     def start(self, tick: Callable[[], Awaitable[None]], interval: float) -> None:
         if self._task is not None and not self._task.done():
@@ -87,7 +113,15 @@ class AsyncTicker:
         except RuntimeError:
             logger.debug("No asyncio event loop: no background flusher")
             return
-        self._task = loop.create_task(self._run(tick, interval))
+        self._wakeup = wakeup = asyncio.Event()
+        self._task = loop.create_task(self._run(tick, interval, wakeup))
+
+    def wake(self) -> None:
+        """Run the next tick now rather than at the end of the interval (called on the
+        task's own loop)."""
+        wakeup = self._wakeup
+        if wakeup is not None:
+            wakeup.set()
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -98,9 +132,13 @@ class AsyncTicker:
             await task
 
     @staticmethod
-    async def _run(tick: Callable[[], Awaitable[None]], interval: float) -> None:
+    async def _run(
+        tick: Callable[[], Awaitable[None]], interval: float, wakeup: asyncio.Event
+    ) -> None:
         while True:
-            await asyncio.sleep(interval)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), interval)
+            wakeup.clear()
             try:
                 await tick()
             except Exception:
@@ -127,31 +165,54 @@ def cancel_requested() -> bool:
 
 
 class Ticker:
-    """Runs `tick()` every `interval` seconds in a daemon thread until `stop()`."""
+    """Runs `tick()` every `interval` seconds in a daemon thread until `stop()`, and at once
+    when woken (`wake()`)."""
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._wakeup = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        """Whether the background thread runs."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def start(self, tick: Callable[[], None], interval: float) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stopping = threading.Event()
+        self._wakeup = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(tick, interval, self._stopping), daemon=True,
+            target=self._run, args=(tick, interval, self._stopping, self._wakeup), daemon=True,
             name="guard-core-flusher",
         )  # fmt: skip
         self._thread.start()
 
+    def wake(self) -> None:
+        """Run the next tick now rather than at the end of the interval."""
+        self._wakeup.set()
+
     def stop(self) -> None:
         thread, self._thread = self._thread, None
         self._stopping.set()
+        self._wakeup.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
     @staticmethod
-    def _run(tick: Callable[[], None], interval: float, stopping: threading.Event) -> None:
-        while not stopping.wait(interval):
+    def _run(
+        tick: Callable[[], None],
+        interval: float,
+        stopping: threading.Event,
+        wakeup: threading.Event,
+    ) -> None:
+        while True:
+            wakeup.wait(interval)
+            wakeup.clear()
+            if stopping.is_set():
+                return
             try:
                 tick()
             except Exception:

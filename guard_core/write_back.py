@@ -35,6 +35,12 @@ class WriteBackSchedule:
         path: then only pending changes can make a replay due)."""
         return self._seen == (recoveries, restarts)
 
+    def go_on(self) -> None:
+        """A write-back stopped with changes left (not for a failure): the next `due()`
+        answers at once rather than after the retry interval."""
+        with self._lock:
+            self._retry_at = 0.0
+
     def due(self, recoveries: int, restarts: int, *, pending: bool) -> Replay | None:
         """What to replay now, if anything (cheap when nothing changed)."""
         version = (recoveries, restarts)

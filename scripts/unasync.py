@@ -56,6 +56,8 @@ NAMES = {
     "AsyncAutoPipeline": "AutoPipeline",
     "async_cancel_shield": "cancel_shield",
     "async_sleep": "sleep",
+    "async_all_at_once": "all_at_once",
+    "async_written_back": "written_back",
     "AsyncTicker": "Ticker",
     "async_cancel_requested": "cancel_requested",
     "async_loop_token": "loop_token",
@@ -65,6 +67,7 @@ NAMES = {
     "run_async_workers": "run_workers",
     "ASYNC_WORKERS": "WORKERS",
     "ASYNC_CROWDS": "CROWDS",
+    "ASYNC_MIXED_CALLERS": "MIXED_CALLERS",
     "AsyncClient": "Client",
     "aiter_bytes": "iter_bytes",
 }

@@ -21,9 +21,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 import guard_core
 import guard_core_sync
 from guard_core.models import RateLimitResult, SecurityConfig
-from guard_core.storage.outage_hits import OutageShare
 from guard_core.testing import LocalRedisServer
-from guard_core_sync.storage.outage_hits import OutageShare as SyncOutageShare
 
 T = TypeVar("T")
 
@@ -204,8 +202,8 @@ def _shared_story(server: LocalRedisServer) -> None:
         # both instances know there are two of them (their heartbeats) before the outage
         _wait_until(
             lambda: (
-                OutageShare.of(a.guard.store).membership.members.count == 2
-                and SyncOutageShare.of(b.store).membership.members.count == 2
+                a.guard.store.outage.membership.members.count == 2
+                and b.store.outage.membership.members.count == 2
             ),
             timeout=10,
         )
@@ -268,6 +266,10 @@ def _shared_story(server: LocalRedisServer) -> None:
             "(the circuit breaker's probe got an answer)"
         )
         banned = a.run(lambda: a.guard.ip_bans.is_ip_banned(STUFFER))
+        b.ip_bans.is_ip_banned(STUFFER)
+        # the calls woke each guard's background flusher, which writes everything again
+        _wait_until(lambda: not a.run(a.guard.health).writing_back)
+        _wait_until(lambda: not b.health().writing_back)
         health_a = a.run(a.guard.health)
         restarts = getattr(a.guard.redis, "restarts", 0)
         restarted = "noticed the restart" if restarts else "reconnected"

@@ -12,6 +12,7 @@ from guard_core.keys import encode_key_part
 from guard_core.models import SecurityConfig
 from guard_core.validation import check_count, check_seconds, check_text
 
+from ..storage.state_store import StateStore
 from .redis_handler import RedisManager
 from .window_store import SlidingWindowStore
 
@@ -19,10 +20,16 @@ from .window_store import SlidingWindowStore
 class BehaviorTracker:
     """Counts uses of an endpoint by a client and reports when a threshold is exceeded."""
 
-    def __init__(self, config: SecurityConfig, redis_handler: RedisManager | None = None) -> None:
+    def __init__(
+        self,
+        config: SecurityConfig,
+        redis_handler: RedisManager | None = None,
+        *,
+        store: StateStore | None = None,
+    ) -> None:
         self.config = config
         self._store = SlidingWindowStore(
-            config, redis_handler, "behavior_usage", config.behavior_max_tracked
+            config, redis_handler, "behavior_usage", config.behavior_max_tracked, store=store
         )
 
     @property

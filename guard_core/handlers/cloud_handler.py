@@ -86,10 +86,11 @@ class CloudManager:
         redis_handler: RedisManager | None = None,
         *,
         http_client: httpx.AsyncClient | None = None,
+        store: StateStore | None = None,
     ) -> None:
         self.config = config
         self.logger = get_logger("cloud")
-        self._store = StateStore.of(config, redis_handler)
+        self._store = StateStore.for_subsystem(config, redis_handler, store)
         self._http_client = http_client
         self._providers = tuple(check_provider(name) for name in config.cloud_providers)
         for name, url in config.cloud_ip_urls.items():
@@ -214,7 +215,7 @@ class CloudManager:
             self._install(name, fetched)
             value = encode_cached(fetched.cidrs, fetched.fetched_at)
             ttl = self.config.cloud_ip_refresh_interval
-            await self._store.set_document(NAMESPACE, name, value, ttl=ttl)
+            await self._store.documents.put(NAMESPACE, name, value, ttl=ttl)
             return "fetched"
 
     def _install(self, name: str, ranges: _Ranges) -> None:
@@ -223,7 +224,7 @@ class CloudManager:
             self._retry_at.pop(name, None)
 
     async def _read_shared(self, name: str) -> _Ranges | None:
-        raw = await self._store.get_document(NAMESPACE, name)
+        raw = await self._store.documents.get(NAMESPACE, name)
         if raw is None or isinstance(raw, Unavailable):
             return None
         try:

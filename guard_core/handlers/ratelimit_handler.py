@@ -16,6 +16,7 @@ from guard_core.models import RateLimitResult, SecurityConfig
 from guard_core.rate_keys import KeyMemo, window_key
 from guard_core.validation import MAX_COUNT, MAX_TTL, check_count, check_seconds
 
+from ..storage.state_store import StateStore
 from .redis_handler import RedisManager
 from .window_store import SlidingWindowStore
 
@@ -31,10 +32,16 @@ class RateLimitManager:
     admitted hits leave the window.
     """
 
-    def __init__(self, config: SecurityConfig, redis_handler: RedisManager | None = None) -> None:
+    def __init__(
+        self,
+        config: SecurityConfig,
+        redis_handler: RedisManager | None = None,
+        *,
+        store: StateStore | None = None,
+    ) -> None:
         self.config = config
         self._store = SlidingWindowStore(
-            config, redis_handler, "rate_limit", config.rate_limit_max_tracked
+            config, redis_handler, "rate_limit", config.rate_limit_max_tracked, store=store
         )
         self._keys = KeyMemo(config.rate_limit_max_tracked)
         self._plain, self._paired = self._keys.plain, self._keys.paired

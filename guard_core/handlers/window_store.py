@@ -15,7 +15,6 @@ from guard_core.outage_share import DENY, LOCAL, denied
 from guard_core.outcome import Unavailable
 from guard_core.sliding_window import MemorySlidingWindow, WindowResult, next_hit_id
 
-from ..storage.outage_hits import OutageShare
 from ..storage.state_store import StateStore
 from .redis_handler import RedisManager
 
@@ -30,9 +29,16 @@ class SlidingWindowStore:
     """Hits per key in one namespace; shared through Redis, by policy during an outage."""
 
     def __init__(
-        self, config: SecurityConfig, redis: RedisManager | None, namespace: str, max_keys: int
+        self,
+        config: SecurityConfig,
+        redis: RedisManager | None,
+        namespace: str,
+        max_keys: int,
+        *,
+        store: StateStore | None = None,
     ) -> None:
-        self._store = StateStore.of(config, redis)
+        self._store = StateStore.for_subsystem(config, redis, store)
+        self._windows = self._store.windows
         self._namespace = namespace
         area, what = _NAMED.get(namespace, (namespace, "keys"))
         #: The memory window: counts while Redis is disabled (and under policy "local").
@@ -41,7 +47,7 @@ class SlidingWindowStore:
         self.shared = self._store.sharing
         self._policy = config.rate_limit_outage_policy
         self._warm_up = self._policy != LOCAL
-        self._share = OutageShare.of(self._store)
+        self._share = self._store.outage
         self._warm = self._share.windows(namespace, max_keys)
 
     @property
@@ -58,7 +64,7 @@ class SlidingWindowStore:
             if store.sync_due:
                 await store.sync()
             hit_id = next_hit_id()  # one id for the hit, whichever window counts it
-            shared = await store.window_hit(
+            shared = await self._windows.hit(
                 self._namespace, key, limit, window, record_always=record_always, hit_id=hit_id
             )
             if not isinstance(shared, Unavailable):
@@ -85,4 +91,4 @@ class SlidingWindowStore:
         self._warm.reset(key)
         if self.shared:
             self._share.forget(self._namespace, key)
-            await self._store.submit(self._store.window_reset_change(self._namespace, key))
+            await self._store.submit(self._windows.reset_change(self._namespace, key))

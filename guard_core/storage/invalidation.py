@@ -24,6 +24,7 @@ callers read Redis again, until a new subscription is confirmed.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
@@ -32,7 +33,7 @@ from typing import Any
 from guard_core.ban_verdicts import VerdictCache
 from guard_core.exceptions import GuardRedisError
 from guard_core.logs import get_logger
-from guard_core.primitives import AsyncTicker, async_cancel_requested
+from guard_core.primitives import AsyncTicker, async_cancel_requested, async_sleep
 
 from ..handlers.redis_handler import RedisManager
 
@@ -68,6 +69,9 @@ class Invalidations:
         self._lost_reported = False
         #: Subscriptions confirmed, and caught up after (tests wait for a new one after a drop).
         self.subscriptions = 0
+        # subscriptions confirmed (before their catch-up), and attempts ended
+        self._confirmed = 0
+        self._attempts = 0
         self._lock = threading.Lock()
         self._origin = uuid.uuid4().hex
 
@@ -127,16 +131,36 @@ class Invalidations:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Subscribe in the background. The subscription holds one pooled connection: with a
-        pool of one there is none to spare, and ban checks then always read Redis."""
+    def start(self) -> bool:
+        """Subscribe in the background (at once); whether a subscription is kept. It holds
+        one pooled connection: with a pool of one there is none to spare, and ban checks then
+        always read Redis."""
         if self._redis is None:
-            return
+            return False
         if self._redis.config.redis_max_connections < 2:
             self.logger.info("No invalidation subscription: redis_max_connections is 1")
-            return
+            return False
         self._running = True
         self._ticker.start(self._subscription, RETRY_DELAY)
+        self._ticker.wake()  # the first attempt now, not after the retry delay
+        return True
+
+    async def start_caught_up(self, timeout: float) -> bool:
+        """Subscribe, and return once the subscription is confirmed and its catch-up done:
+        then every change published from now on reaches the followers. False when no
+        subscription was confirmed within `timeout` seconds, or it dropped before catching
+        up (the caller catches up itself; the subscription goes on trying)."""
+        confirmed, caught_up, attempts = self._confirmed, self.subscriptions, self._attempts
+        if not self.start():
+            return False
+        deadline = time.monotonic() + timeout
+        while self._confirmed == confirmed:
+            if self._attempts != attempts or time.monotonic() > deadline:
+                return False
+            await async_sleep(0.001)
+        while self.subscriptions == caught_up and self._attempts == attempts:
+            await async_sleep(0.001)  # the catch-up (a whole mirror may take seconds)
+        return self.subscriptions != caught_up
 
     async def stop(self) -> None:
         self._running = False
@@ -183,6 +207,12 @@ class Invalidations:
 
     async def _subscription(self) -> None:
         """One subscription, read until it fails or `stop()`; the ticker starts the next."""
+        try:
+            await self._subscribe()
+        finally:
+            self._attempts += 1
+
+    async def _subscribe(self) -> None:
         redis, channel = self._redis, self.channel
         if redis is None or channel is None or not self._running:
             return
@@ -202,6 +232,8 @@ class Invalidations:
                 if message is not None:
                     followed = self._receive(message)
                     if followed is not None:
+                        if not followed[0]:
+                            self._confirmed += 1
                         await self._follow(*followed)
                         if not followed[0]:
                             self.subscriptions += 1  # confirmed, and caught up

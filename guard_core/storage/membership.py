@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import math
 import uuid
+from typing import TYPE_CHECKING
 
 from guard_core.logs import get_logger
 from guard_core.lua_scripts import MEMBERSHIP
 from guard_core.outage_share import Members
 from guard_core.outcome import UNAVAILABLE, Unavailable
 
-from .state_store import StateStore
+if TYPE_CHECKING:
+    from .state_store import StateStore
 
 MEMBERS, INSTANCES = "members", "instances"
 
@@ -45,7 +47,7 @@ class Membership:
         stay in use)."""
         if not self._store.sharing:
             return UNAVAILABLE
-        reply = await self._store.run_script(
+        reply = await self._store.script(
             MEMBERSHIP, [(MEMBERS, INSTANCES)], [self.instance_id, self._timeout_ms, "beat"]
         )
         if isinstance(reply, Unavailable):
@@ -69,7 +71,7 @@ class Membership:
         their next heartbeat instead of after the timeout. Best effort."""
         self._joined = False
         if self._store.sharing:
-            await self._store.run_script(
+            await self._store.script(
                 MEMBERSHIP, [(MEMBERS, INSTANCES)], [self.instance_id, self._timeout_ms, "leave"]
             )
 

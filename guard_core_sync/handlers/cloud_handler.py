@@ -88,10 +88,11 @@ class CloudManager:
         redis_handler: RedisManager | None = None,
         *,
         http_client: httpx.Client | None = None,
+        store: StateStore | None = None,
     ) -> None:
         self.config = config
         self.logger = get_logger("cloud")
-        self._store = StateStore.of(config, redis_handler)
+        self._store = StateStore.for_subsystem(config, redis_handler, store)
         self._http_client = http_client
         self._providers = tuple(check_provider(name) for name in config.cloud_providers)
         for name, url in config.cloud_ip_urls.items():
@@ -216,7 +217,7 @@ class CloudManager:
             self._install(name, fetched)
             value = encode_cached(fetched.cidrs, fetched.fetched_at)
             ttl = self.config.cloud_ip_refresh_interval
-            self._store.set_document(NAMESPACE, name, value, ttl=ttl)
+            self._store.documents.put(NAMESPACE, name, value, ttl=ttl)
             return "fetched"
 
     def _install(self, name: str, ranges: _Ranges) -> None:
@@ -225,7 +226,7 @@ class CloudManager:
             self._retry_at.pop(name, None)
 
     def _read_shared(self, name: str) -> _Ranges | None:
-        raw = self._store.get_document(NAMESPACE, name)
+        raw = self._store.documents.get(NAMESPACE, name)
         if raw is None or isinstance(raw, Unavailable):
             return None
         try:

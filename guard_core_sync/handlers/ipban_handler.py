@@ -21,7 +21,8 @@ from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable, Written
 from guard_core.redaction import escape_control
 
-from ..storage.state_store import BAN, BANNED_IPS, BANNED_NETWORKS, StateStore
+from ..storage.bans import BAN, BANNED_IPS, BANNED_NETWORKS
+from ..storage.state_store import StateStore
 from .redis_handler import RedisManager
 
 __all__ = ["BANNED_IPS", "BANNED_NETWORKS", "IPBanManager"]
@@ -44,13 +45,20 @@ class IPBanManager:
     writes back first. Bans made elsewhere are seen on the next check once their
     invalidation arrives (see `is_ip_banned`), and within `redis_state_refresh_interval`
     without invalidations. During an outage every ban Redis held is still enforced, from the
-    mirror each instance keeps (see `guard_core_sync.storage.state_store`).
+    mirror each instance keeps (see `guard_core_sync.storage.mirror`).
     """
 
-    def __init__(self, config: SecurityConfig, redis_handler: RedisManager | None = None) -> None:
+    def __init__(
+        self,
+        config: SecurityConfig,
+        redis_handler: RedisManager | None = None,
+        *,
+        store: StateStore | None = None,
+    ) -> None:
         self.config = config
         self.logger = get_logger("ip_ban")
-        self._store = StateStore.of(config, redis_handler)
+        self._store = StateStore.for_subsystem(config, redis_handler, store)
+        self._bans = self._store.bans
         self._memory = MemoryBanStore(config.ip_ban_max_entries)
         self._store.subscribe(BAN, self._written_back)
 
@@ -69,7 +77,7 @@ class IPBanManager:
         now = time.time()
         record = BanRecord(target=target, expires_at=now + seconds, reason=reason, banned_at=now)
         self._memory.add(record, network)
-        applied = self._store.submit(self._store.ban_change(record))
+        applied = self._store.submit(self._bans.ban_change(record))
         if applied.written is Written.SUPERSEDED:
             self.logger.warning(
                 "Redis records a lift of %s later than this ban: clocks out of step?", target
@@ -83,7 +91,7 @@ class IPBanManager:
         removed = self._memory.remove(target, network) is not None
         if not self._store.sharing:
             return removed
-        applied = self._store.submit(self._store.lift_change(target))
+        applied = self._store.submit(self._bans.lift_change(target))
         return removed or applied.changed
 
     def is_ip_banned(self, ip: str) -> bool:
@@ -92,13 +100,13 @@ class IPBanManager:
         Answered from the verdicts held here, without Redis, while invalidations are
         received (see `guard_core_sync.storage.invalidation`); read from Redis otherwise."""
         if isinstance(ip, str):
-            cached = self._store.cached_ban_verdict(ip)
+            cached = self._bans.cached_verdict(ip)
             if cached is not None:
                 return cached
-        ticket = self._store.ban_verdict_ticket()
+        ticket = self._bans.verdict_ticket()
         banned, until = self._check(ip)
         if until is not None:
-            self._store.remember_ban_verdict(ip, banned, until, ticket)
+            self._bans.remember_verdict(ip, banned, until, ticket)
         return banned
 
     def _check(self, ip: str) -> tuple[bool, float | None]:
@@ -111,19 +119,19 @@ class IPBanManager:
         for record in (local_address, local_network):
             if record is not None and self._store.is_pending(BAN, record.target):
                 return True, None  # made here while Redis could not take it: Redis lacks it
-        shared = self._store.address_ban_end(text)
+        shared = self._bans.address_end(text)
         if isinstance(shared, Unavailable):
             # Redis cannot answer: this instance's bans, and those mirrored from Redis
             if local_address is not None or local_network is not None:
                 return True, None
-            return self._store.mirrored_ban(text, address), None
+            return self._store.mirror.banned(text, address), None
         if shared is not None:
             return True, shared
         if local_address is not None and not self._lifted_elsewhere(local_address):
             return True, None
-        networks = self._store.network_bans()
+        networks = self._bans.networks.read()
         if isinstance(networks, Unavailable):
-            return local_network is not None or self._store.mirrored_ban(text, address), None
+            return local_network is not None or self._store.mirror.banned(text, address), None
         now = time.time()
         ends = [record.expires_at for _, record in networks.lookup(address)]
         if any(end > now for end in ends):
@@ -136,7 +144,7 @@ class IPBanManager:
         """Every current ban, from Redis when reachable plus those only this instance holds."""
         self._store.sync()
         local = {record.target: record for record in self._memory.records()}
-        shared = self._store.list_bans()
+        shared = self._bans.list_bans()
         if isinstance(shared, Unavailable):
             return sorted(local.values(), key=lambda record: record.target)
         merged = {t: r for t, r in local.items() if self._store.is_pending(BAN, t)}
@@ -159,7 +167,7 @@ class IPBanManager:
         did Redis lose it (a restart being written back: keep it)?"""
         if self._store.sync() or not self._store.settled:
             return False
-        again = self._store.ban_exists(record.target)  # the read may predate the replay
+        again = self._bans.exists(record.target)  # the read may predate the replay
         if isinstance(again, Unavailable) or again or not self._store.settled:
             return False
         self._forget(record)

@@ -44,7 +44,8 @@ from guard_core.security_headers import (
     apply_changes,
 )
 
-from ..storage.state_store import DOCUMENT, StateStore
+from ..storage.documents import DOCUMENT
+from ..storage.state_store import StateStore
 from .redis_handler import RedisManager
 
 _MAX_REASON = 200
@@ -62,6 +63,7 @@ class SecurityHeadersManager:
         redis_handler: RedisManager | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        store: StateStore | None = None,
     ) -> None:
         self.config = config
         self.redis_handler = redis_handler
@@ -81,7 +83,7 @@ class SecurityHeadersManager:
         self._rejected: int | None = None
         # Serialises read-modify-write in configure()/reset() of this instance.
         self._write_lock = Lock()
-        self._store = StateStore.of(config, redis_handler)
+        self._store = StateStore.for_subsystem(config, redis_handler, store)
         self._store.subscribe(DOCUMENT, self._written_back)
         self._store.invalidations.on(DOCUMENT, self._changed_elsewhere)
         self._store.invalidations.follow(DOCUMENT, self._follow)
@@ -170,7 +172,7 @@ class SecurityHeadersManager:
             with self._lock:
                 new = make(self._current)
                 self._install(new)
-            change = self._store.document_change(
+            change = self._store.documents.change(
                 NAMESPACE, CONFIG_KEY, new.to_json(), new.updated_at
             )
             applied = self._store.submit(change)
@@ -199,9 +201,9 @@ class SecurityHeadersManager:
 
     def _follow(self, target: str) -> None:
         """The configuration changed elsewhere (or may have): read it now, in the
-        background, so that an outage that follows finds it here."""
+        background, so that an outage that follows finds it here. The claim stays expired:
+        a request meanwhile reads it too, rather than answer from the copy held before."""
         if self._shared and target in ("", f"{NAMESPACE}:{CONFIG_KEY}"):
-            self._refresh_claim.claim(force=True)
             self._refresh()
 
     def _install(self, new: HeadersConfig) -> None:
@@ -219,7 +221,7 @@ class SecurityHeadersManager:
             return
         with self._lock:
             generation = self._generation
-        raw = self._store.get_document(NAMESPACE, CONFIG_KEY)
+        raw = self._store.documents.get(NAMESPACE, CONFIG_KEY)
         if raw is None or isinstance(raw, Unavailable):
             return  # nothing stored, or Redis unavailable: keep the local configuration
         try:

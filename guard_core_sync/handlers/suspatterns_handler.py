@@ -29,7 +29,8 @@ from guard_core.outcome import Unavailable, Written
 from guard_core.redaction import escape_control
 from guard_core.refresh import RefreshClaim
 
-from ..storage.state_store import CUSTOM_KEY, PATTERN, PATTERNS, StateStore
+from ..storage.patterns import CUSTOM_KEY, PATTERN, PATTERNS
+from ..storage.state_store import StateStore
 from .redis_handler import RedisManager
 
 __all__ = ["CUSTOM_KEY", "PATTERNS", "SusPatternsManager"]
@@ -45,10 +46,16 @@ class SusPatternsManager:
     Patterns are case-insensitive (a custom one may opt out with `(?-i:...)`).
     """
 
-    def __init__(self, config: SecurityConfig, redis_handler: RedisManager | None = None) -> None:
+    def __init__(
+        self,
+        config: SecurityConfig,
+        redis_handler: RedisManager | None = None,
+        *,
+        store: StateStore | None = None,
+    ) -> None:
         self.config = config
         self.logger = get_logger("patterns")
-        self._store = StateStore.of(config, redis_handler)
+        self._store = StateStore.for_subsystem(config, redis_handler, store)
         self._cache = CustomPatternCache()
         self._malformed_reported = False
         self._refresh = RefreshClaim(config.redis_state_refresh_interval)
@@ -59,13 +66,13 @@ class SusPatternsManager:
     def add_pattern(self, pattern: str) -> None:
         """Add a custom pattern; ValueError if it is empty or not a valid regex."""
         regex = compile_custom(pattern)
-        applied = self._store.submit(self._store.pattern_change(pattern, True))
+        applied = self._store.submit(self._store.patterns.change(pattern, True))
         self._cache.add(pattern, regex, shared=applied.written is not Written.KEPT)
 
     def remove_pattern(self, pattern: str) -> bool:
         """Remove a custom pattern; whether it was there."""
         validate_pattern_text(pattern)
-        applied = self._store.submit(self._store.pattern_change(pattern, False))
+        applied = self._store.submit(self._store.patterns.change(pattern, False))
         was_active = self._cache.remove(pattern, shared=applied.written is not Written.KEPT)
         return was_active or applied.changed
 
@@ -117,8 +124,8 @@ class SusPatternsManager:
 
     def _follow(self, _target: str) -> None:
         """Patterns changed elsewhere (or may have): read them now, in the background, so
-        that an outage that follows finds them here."""
-        self._refresh.claim(force=True)
+        that an outage that follows finds them here. The claim stays expired: a request
+        meanwhile reads them too, rather than answer from the copy held before."""
         self._read_shared()
 
     def _written_back(self, change: Change, written: Written) -> None:
@@ -132,7 +139,7 @@ class SusPatternsManager:
     def _read_shared(self) -> bool:
         read = self._cache.begin_read()
         settled = self._store.settled
-        found = self._store.read_custom_patterns()
+        found = self._store.patterns.read()
         if isinstance(found, Unavailable):
             return False
         patterns = decode_pattern_list(found)

@@ -3,8 +3,8 @@
 """`OutageShare`: sliding windows while Redis is unavailable, split between instances, and
 the hits counted meanwhile written into the shared windows once Redis answers again.
 
-One per `StateStore` (hence per `Guard`). Policy (`rate_limit_outage_policy`) is applied by
-the window store of the subsystems; this module holds the storage side:
+One per `StateStore` (hence per `Guard`): `store.outage`. Policy (`rate_limit_outage_policy`)
+is applied by the window store of the subsystems; this module holds the storage side:
 - the warm windows (`guard_core.outage_share.OutageWindows`, one per namespace), fed by every
   Redis reply and used during an outage;
 - the live instances (`membership.Membership`), refreshed by the background flusher;
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import TYPE_CHECKING
 
 from guard_core.journal import Change
 from guard_core.lua_scripts import WINDOW_MERGE
@@ -25,16 +26,22 @@ from guard_core.outcome import Unavailable, Written
 from guard_core.sliding_window import WindowResult
 
 from .membership import Membership
-from .state_store import Applied, StateStore
+from .topics import Applied
+
+if TYPE_CHECKING:
+    from .state_store import StateStore
 
 #: Journal topic: hits counted during an outage, to be written into a shared window.
 WINDOW_HITS = "window_hits"
 
-_SHARES_LOCK = threading.Lock()
-
 
 class OutageShare:
-    """The outage side of the sliding windows of one store."""
+    """The outage side of the sliding windows of one store; the storage of topic
+    `window_hits`."""
+
+    name = WINDOW_HITS
+    label = "rate-limit hits counted during the outage"
+    cached = False
 
     def __init__(self, store: StateStore) -> None:
         self._store = store
@@ -43,18 +50,6 @@ class OutageShare:
         self._lock = threading.Lock()
         store.add_tick_task(self.membership.tick)
         store.add_close_task(self.membership.leave)
-        store.add_topic(WINDOW_HITS, self._apply)
-
-    @classmethod
-    def of(cls, store: StateStore) -> OutageShare:
-        """The share of `store` (made on first use)."""
-        with _SHARES_LOCK:
-            # kept on the store, so that it lives and dies with it (no registry keeps it)
-            share = store.extensions.get("outage_share")
-            if not isinstance(share, cls):
-                share = cls(store)
-                store.extensions["outage_share"] = share
-            return share
 
     def windows(self, namespace: str, max_keys: int) -> OutageWindows:
         """The warm windows of `namespace` (made on first use, bounded to `max_keys`)."""
@@ -121,7 +116,7 @@ class OutageShare:
             )
         )  # fmt: skip
 
-    def _apply(self, change: Change) -> Applied:
+    def write(self, change: Change, *, replay: bool) -> Applied:
         namespace, _, key = change.target.partition(":")
         args: list[str | int | float] = [
             max(1, round(change.data["window"] * 1000)),
@@ -129,7 +124,7 @@ class OutageShare:
         ]
         for hit in change.data["hits"]:
             args.extend((hit.id, math.floor(hit.at * 1000)))
-        reply = self._store.run_script(WINDOW_MERGE, [(namespace, key)], args)
+        reply = self._store.script(WINDOW_MERGE, [(namespace, key)], args)
         if isinstance(reply, Unavailable):
             return Applied(Written.KEPT)
         return Applied(Written.TAKEN, changed=int(reply) > 0)

@@ -18,6 +18,7 @@ from guard_core.models import SecurityConfig
 from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.faults import kill, pause, resume
+from tests.support.waits import async_written_back
 from tests.support.workers import ASYNC_WORKERS, run_async_workers
 
 pytestmark = pytest.mark.anyio
@@ -91,7 +92,8 @@ async def assert_state_is_shared_again(guard: Guard, observer: Guard) -> None:
     """The ban, the pattern and the headers made by `guard` reach `observer` through Redis."""
     await wait_until_shared(guard)
     await wait_until_shared(observer)
-    await exercise(guard, "192.0.2.1")  # lets each subsystem write back what it holds
+    await exercise(guard, "192.0.2.1")  # wakes the flusher, which writes back what it holds
+    await async_written_back(guard.store)
     await async_sleep(0.02)  # one refresh interval
     assert await guard.ip_bans.is_ip_banned(BANNED)
     assert await observer.ip_bans.is_ip_banned(BANNED)

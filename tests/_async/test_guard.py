@@ -21,6 +21,7 @@ from guard_core.handlers.suspatterns_handler import SusPatternsManager
 from guard_core.models import SecurityConfig
 from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer, free_port
+from tests.support.waits import async_written_back
 
 pytestmark = pytest.mark.anyio
 
@@ -105,7 +106,8 @@ async def test_starts_degraded_with_one_warning_then_reconnects(
         with LocalRedisServer(port=port):
             await async_sleep(0.06)  # one probe interval
             assert (await guard.health()).status == "redis"
-            assert await guard.ip_bans.is_ip_banned("192.0.2.44")  # written back
+            assert await guard.ip_bans.is_ip_banned("192.0.2.44")  # wakes the flusher
+            await async_written_back(guard.store)
             assert (await guard.health()).pending_writes["ip_bans"] == 0
             assert await guard.redis.exists("banned_ips", "192.0.2.44") is True
             assert await guard.ip_bans.ban_ip("192.0.2.45", 60)

@@ -17,6 +17,7 @@ from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
 from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer
+from tests.support.waits import async_written_back
 
 pytestmark = pytest.mark.anyio
 
@@ -200,8 +201,9 @@ async def test_a_redis_restart_empties_the_cache_and_pushes_resume(
         inspect.set(BAN_KEY, ban_json(600), ex=600)  # unannounced, on the new server
         await subscribed(first, after=count)
         await banned_eventually(first, ADDRESS, True)
+        await async_written_back(first.store)  # verdicts are held once the restart is answered
         assert await first.ip_bans.is_ip_banned(ADDRESS) is True
-        assert first.store.cached_ban_verdict(ADDRESS) is True  # held again
+        assert first.store.bans.cached_verdict(ADDRESS) is True  # held again
         await second.ip_bans.unban_ip(ADDRESS)
         await banned_eventually(first, ADDRESS, False)
         inspect.close()
@@ -216,7 +218,7 @@ async def test_an_open_breaker_withdraws_the_cache(private_server: LocalRedisSer
         assert await guard.ip_bans.is_ip_banned("203.0.113.11") is False
         private_server.stop()
         assert await guard.redis.ping() is False  # the breaker opens
-        assert guard.store.cached_ban_verdict(ADDRESS) is None
+        assert guard.store.bans.cached_verdict(ADDRESS) is None
         # answered from memory: this instance's own ban, and nothing else
         assert await guard.ip_bans.is_ip_banned(ADDRESS) is True
         assert await guard.ip_bans.is_ip_banned("203.0.113.11") is False
@@ -231,4 +233,4 @@ async def test_a_pool_of_one_connection_is_left_to_the_application(
         assert not guard.store.invalidations.subscribed
         await guard.ip_bans.ban_ip(ADDRESS, 600)
         assert await guard.ip_bans.is_ip_banned(ADDRESS) is True
-        assert guard.store.cached_ban_verdict(ADDRESS) is None
+        assert guard.store.bans.cached_verdict(ADDRESS) is None

@@ -14,6 +14,7 @@ from guard_core.handlers.redis_handler import RedisManager
 from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import StateEnv
+from tests.support.waits import async_written_back
 from tests.support.workers import ASYNC_WORKERS, run_async_workers
 
 pytestmark = pytest.mark.anyio
@@ -197,6 +198,8 @@ async def test_bans_hold_while_a_restart_is_being_replayed(
     await run_async_workers(ASYNC_WORKERS, check)
     assert len(answers) == len(targets)
     assert all(answers)
+    # no flusher (a manager made on its own): each call wrote back a few, the rest follow
+    await async_written_back(bans._store)
     assert private_env.inspect is not None
     assert private_env.inspect.exists(*(f"guard_core:banned_ips:{t}" for t in targets)) == 300
 

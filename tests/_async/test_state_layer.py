@@ -18,11 +18,13 @@ import pytest
 import redis
 
 from guard_core.guard import Guard
+from guard_core.handlers.ipban_handler import IPBanManager
+from guard_core.handlers.suspatterns_handler import SusPatternsManager
 from guard_core.models import SecurityConfig
 from guard_core.primitives import async_sleep
-from guard_core.storage.state_store import StateStore
 from guard_core.testing import LocalRedisServer
 from tests.support.faults import pause, resume
+from tests.support.waits import async_written_back
 
 pytestmark = pytest.mark.anyio
 
@@ -53,12 +55,13 @@ def inspector(server: LocalRedisServer) -> redis.Redis:
 
 
 async def write_back(guard: Guard) -> None:
-    """Let `guard` notice Redis is back and write back: a probe, then calls that read."""
+    """Let `guard` notice Redis is back and write back: a probe, calls, then the wait."""
     await guard.redis.ping()
     await guard.ip_bans.list_bans()
     await guard.patterns.get_patterns()
     await guard.headers.get_headers()
     await guard.rate_limiter.check("write-back-probe", limit=1_000_000, window=1)
+    await async_written_back(guard.store)  # the flusher, woken by those calls, writes it back
 
 
 def in_order(first: str, guards: dict[str, Guard]) -> list[Guard]:
@@ -276,12 +279,22 @@ def make_guard_for_user(private_server: LocalRedisServer) -> Callable[[str], Gua
     return make
 
 
-async def test_subsystems_of_one_guard_share_one_store_that_dies_with_the_manager() -> None:
+async def test_subsystems_of_one_guard_share_the_guards_store_which_dies_with_it() -> None:
     config = SecurityConfig(enable_redis=False)
     guard = Guard(config)
-    assert guard.store is StateStore.of(config, guard.redis)
-    assert StateStore.of(dataclasses.replace(config), guard.redis) is not guard.store
+    subsystems = (guard.ip_bans, guard.patterns, guard.headers, guard.cloud)
+    assert all(subsystem._store is guard.store for subsystem in subsystems)
+    assert guard.rate_limiter._store._store is guard.store
+    assert guard.behavior._store._store is guard.store
+    # a subsystem made on its own has a store of its own; one given a store of another
+    # config or manager is refused
+    alone = IPBanManager(config, guard.redis)
+    assert alone._store is not guard.store
+    with pytest.raises(ValueError, match="same config and Redis manager"):
+        IPBanManager(dataclasses.replace(config), guard.redis, store=guard.store)
+    with pytest.raises(ValueError, match="same config and Redis manager"):
+        SusPatternsManager(config, None, store=guard.store)
     store = weakref.ref(guard.store)
-    del guard
+    del guard, subsystems
     gc.collect()
     assert store() is None  # no registry keeps stores (and their journals) alive

@@ -20,6 +20,7 @@ from guard_core.models import SecurityConfig
 from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.faults import kill, pause, resume
+from tests.support.waits import written_back
 from tests.support.workers import WORKERS, run_workers
 
 pytestmark = pytest.mark.sync
@@ -93,7 +94,8 @@ def assert_state_is_shared_again(guard: Guard, observer: Guard) -> None:
     """The ban, the pattern and the headers made by `guard` reach `observer` through Redis."""
     wait_until_shared(guard)
     wait_until_shared(observer)
-    exercise(guard, "192.0.2.1")  # lets each subsystem write back what it holds
+    exercise(guard, "192.0.2.1")  # wakes the flusher, which writes back what it holds
+    written_back(guard.store)
     sleep(0.02)  # one refresh interval
     assert guard.ip_bans.is_ip_banned(BANNED)
     assert observer.ip_bans.is_ip_banned(BANNED)

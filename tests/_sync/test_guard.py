@@ -23,6 +23,7 @@ from guard_core_sync.handlers.suspatterns_handler import SusPatternsManager
 from guard_core.models import SecurityConfig
 from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer, free_port
+from tests.support.waits import written_back
 
 pytestmark = pytest.mark.sync
 
@@ -107,7 +108,8 @@ def test_starts_degraded_with_one_warning_then_reconnects(
         with LocalRedisServer(port=port):
             sleep(0.06)  # one probe interval
             assert (guard.health()).status == "redis"
-            assert guard.ip_bans.is_ip_banned("192.0.2.44")  # written back
+            assert guard.ip_bans.is_ip_banned("192.0.2.44")  # wakes the flusher
+            written_back(guard.store)
             assert (guard.health()).pending_writes["ip_bans"] == 0
             assert guard.redis.exists("banned_ips", "192.0.2.44") is True
             assert guard.ip_bans.ban_ip("192.0.2.45", 60)

@@ -19,6 +19,7 @@ from guard_core_sync.guard import Guard
 from guard_core.models import SecurityConfig
 from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer
+from tests.support.waits import written_back
 
 pytestmark = pytest.mark.sync
 
@@ -202,8 +203,9 @@ def test_a_redis_restart_empties_the_cache_and_pushes_resume(
         inspect.set(BAN_KEY, ban_json(600), ex=600)  # unannounced, on the new server
         subscribed(first, after=count)
         banned_eventually(first, ADDRESS, True)
+        written_back(first.store)  # verdicts are held once the restart is answered
         assert first.ip_bans.is_ip_banned(ADDRESS) is True
-        assert first.store.cached_ban_verdict(ADDRESS) is True  # held again
+        assert first.store.bans.cached_verdict(ADDRESS) is True  # held again
         second.ip_bans.unban_ip(ADDRESS)
         banned_eventually(first, ADDRESS, False)
         inspect.close()
@@ -218,7 +220,7 @@ def test_an_open_breaker_withdraws_the_cache(private_server: LocalRedisServer) -
         assert guard.ip_bans.is_ip_banned("203.0.113.11") is False
         private_server.stop()
         assert guard.redis.ping() is False  # the breaker opens
-        assert guard.store.cached_ban_verdict(ADDRESS) is None
+        assert guard.store.bans.cached_verdict(ADDRESS) is None
         # answered from memory: this instance's own ban, and nothing else
         assert guard.ip_bans.is_ip_banned(ADDRESS) is True
         assert guard.ip_bans.is_ip_banned("203.0.113.11") is False
@@ -233,4 +235,4 @@ def test_a_pool_of_one_connection_is_left_to_the_application(
         assert not guard.store.invalidations.subscribed
         guard.ip_bans.ban_ip(ADDRESS, 600)
         assert guard.ip_bans.is_ip_banned(ADDRESS) is True
-        assert guard.store.cached_ban_verdict(ADDRESS) is None
+        assert guard.store.bans.cached_verdict(ADDRESS) is None

@@ -16,6 +16,7 @@ from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import StateEnv
+from tests.support.waits import written_back
 from tests.support.workers import WORKERS, run_workers
 
 pytestmark = pytest.mark.sync
@@ -199,6 +200,8 @@ def test_bans_hold_while_a_restart_is_being_replayed(
     run_workers(WORKERS, check)
     assert len(answers) == len(targets)
     assert all(answers)
+    # no flusher (a manager made on its own): each call wrote back a few, the rest follow
+    written_back(bans._store)
     assert private_env.inspect is not None
     assert private_env.inspect.exists(*(f"guard_core:banned_ips:{t}" for t in targets)) == 300
 

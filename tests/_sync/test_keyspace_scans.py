@@ -115,8 +115,10 @@ def test_ban_checks_scan_nothing_and_read_the_network_index_only_on_change(
 
         # the subscription killed: nothing held is trusted until it is back
         before = checker.store.invalidations.subscriptions
+        changer_before = changer.store.invalidations.subscriptions
         assert inspect.client_kill_filter(_type="pubsub") >= 2
         subscribed(checker, after=before)
+        subscribed(changer, after=changer_before)  # its catch-up may read the index
         check.sweep(checker, expected)
 
         # a guard started afresh: nothing held, nothing read yet
@@ -140,7 +142,9 @@ def test_ban_checks_scan_nothing_and_read_the_network_index_only_on_change(
     # afresh, and at most once by each guard whose subscription was killed (when the index's
     # version moved meanwhile); never for a change followed while subscribed, nor by a check
     assert 1 <= during.get("zscan", 0) <= 3
-    assert during.get("hget", 0) <= 3 * reads
+    # (the version: by the follower, then by the first check after it, and by a check that
+    # ran while the follower read, which reads for itself rather than answer from the old)
+    assert during.get("hget", 0) <= 4 * reads
     assert check.calls >= 10 * 2 * reads  # far more calls than reads of the index
     for name in ("hscan", "zscan", "hget", "get", "mget"):
         assert after.get(name, 0) == during.get(name, 0), f"settled checks sent {name}"

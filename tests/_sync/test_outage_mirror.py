@@ -26,6 +26,7 @@ from guard_core.models import SecurityConfig
 from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.faults import end_outage, start_outage
+from tests.support.waits import written_back
 
 pytestmark = pytest.mark.sync
 
@@ -90,9 +91,9 @@ def test_state_made_elsewhere_holds_during_an_outage(
         store = idle.store
         eventually(
             lambda: (
-                store.mirror.banned_until(ADDRESS) is not None
-                and store.mirror.banned_until(CLI_ADDRESS) is not None
-                and store.mirror_report()["network_bans"] == 1
+                store.mirror.addresses.banned_until(ADDRESS) is not None
+                and store.mirror.addresses.banned_until(CLI_ADDRESS) is not None
+                and store.mirror.report()["network_bans"] == 1
                 and PATTERN in idle.patterns._cache.patterns()
                 and HEADER in dict(idle.headers.current.custom_headers)
             ),
@@ -126,7 +127,8 @@ def test_state_made_elsewhere_holds_during_an_outage(
             # Redis kept its data: the lift made during the outage settles on both
             for guard in (idle, maker):
                 answered(guard)
-            idle.ip_bans.list_bans()  # writes the lift back
+            idle.ip_bans.list_bans()  # wakes the flusher, which writes the lift back
+            written_back(idle.store)
             assert maker.ip_bans.is_ip_banned(ADDRESS) is False
             assert idle.ip_bans.is_ip_banned(ADDRESS) is False
             assert idle.ip_bans.is_ip_banned(CLI_ADDRESS) is True
@@ -149,7 +151,8 @@ def test_a_ban_that_ends_during_the_outage_ends_in_the_mirror(
         eventually(lambda: idle.store.invalidations.subscribed, "idle subscribed")
         maker.ip_bans.ban_ip(ADDRESS, 1)
         eventually(
-            lambda: idle.store.mirror.banned_until(ADDRESS) is not None, "the ban mirrored"
+            lambda: idle.store.mirror.addresses.banned_until(ADDRESS) is not None,
+            "the ban mirrored",
         )
         private_server.stop()
         assert idle.ip_bans.is_ip_banned(ADDRESS) is True
@@ -176,7 +179,8 @@ def test_an_instance_started_during_an_outage_says_it_knows_only_its_own(
         late.redis.ping()
         eventually(
             lambda: (
-                late.store.mirror.loaded and late.store.mirror.banned_until(CLI_ADDRESS) is not None
+                late.store.mirror.addresses.loaded
+                and late.store.mirror.addresses.banned_until(CLI_ADDRESS) is not None
             ),
             "the mirror loaded once Redis is back",
         )
@@ -192,11 +196,11 @@ def test_a_missed_change_is_caught_up_when_the_subscription_is_back(
         seen = idle.store.invalidations.subscriptions
         idle.store.invalidations.stop()  # the idle instance hears nothing meanwhile
         maker.ip_bans.ban_ip(ADDRESS, 600)
-        assert idle.store.mirror.banned_until(ADDRESS) is None
+        assert idle.store.mirror.addresses.banned_until(ADDRESS) is None
         idle.store.invalidations.start()
         eventually(lambda: idle.store.invalidations.subscriptions > seen, "subscribed again")
         eventually(
-            lambda: idle.store.mirror.banned_until(ADDRESS) is not None,
+            lambda: idle.store.mirror.addresses.banned_until(ADDRESS) is not None,
             "the version check found the missed ban",
         )
 
@@ -216,8 +220,8 @@ def test_the_mirror_is_bounded_and_drops_the_bans_that_end_first(
         assert health.mirror["address_bans"] <= 100
         assert health.mirror["evictions"] >= 20
         # the longest bans stay
-        assert reader.store.mirror.banned_until("192.0.2.120") is not None
-        assert reader.store.mirror.banned_until("192.0.2.1") is None
+        assert reader.store.mirror.addresses.banned_until("192.0.2.120") is not None
+        assert reader.store.mirror.addresses.banned_until("192.0.2.1") is None
 
 
 def test_closing_while_the_mirror_catches_up_ends_cleanly(
@@ -244,5 +248,5 @@ def test_closing_while_the_mirror_catches_up_ends_cleanly(
     guard.close()  # the reload may be under way in the subscription's task
     assert not [r for r in caplog.records if "Following a change failed" in r.getMessage()]
     with Guard(config) as again:
-        assert len(again.store.mirror) == count
+        assert len(again.store.mirror.addresses) == count
     inspect.close()

@@ -210,10 +210,7 @@ def _run_sync(guard: Any, message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _members(guard: Any) -> dict[str, Any]:
-    share_module = importlib.import_module(
-        guard.__class__.__module__.replace(".guard", ".storage.outage_hits")
-    )
-    members = share_module.OutageShare.of(guard.store).membership.members
+    members = guard.store.outage.membership.members
     return {"count": members.count, "rank": members.rank}
 
 

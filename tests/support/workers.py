@@ -35,3 +35,8 @@ def run_workers(count: int, body: Callable[[int], None]) -> None:
 #: face, threads of the sync face.
 ASYNC_CROWDS = (2000,)
 CROWDS = (1, 32, 100)
+
+#: Callers of one guard making mixed calls while Redis restarts (tasks of the async face,
+#: threads of the sync face).
+ASYNC_MIXED_CALLERS = 64
+MIXED_CALLERS = 32

@@ -1,0 +1,153 @@
+"""The mirror of every ban Redis holds, kept by each serving instance to answer ban checks
+while Redis cannot (`guard_core.ban_mirror.AddressMirror` holds the addresses; network bans
+are the index `network_bans` holds).
+
+Loaded at start from the listing index `ban_index:addresses` (ZSCAN steps, never a keyspace
+scan); kept current by the pushed invalidations (the background follower reads each changed
+ban) and by the index's version `ban_index:version`, compared when the subscription comes
+back: a mirror whose version moved meanwhile is read again whole. Changes made here reach it
+at once, a lift even while Redis cannot take it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from guard_core.ban_mirror import AddressMirror
+from guard_core.ban_store import decode_ban
+from guard_core.ip_utils import IPAddress
+from guard_core.journal import Change
+from guard_core.outcome import Unavailable, Written
+
+from .bans import ADDRESS_INDEX, BAN, BAN_INDEX, BANNED_IPS, INDEX_VERSION
+
+if TYPE_CHECKING:
+    from .state_store import StateStore
+
+#: Entries asked of Redis per ZSCAN step when the mirror is loaded.
+MIRROR_STEP = 10_000
+
+
+class BanMirror:
+    """The ban mirror of one store."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        #: Every address ban Redis holds, as last seen.
+        self.addresses = AddressMirror(store.config.ip_ban_mirror_max_entries)
+        store.invalidations.follow(BAN, self.follow)
+
+    def banned(self, address: str, parsed: IPAddress) -> bool:
+        """Whether the bans mirrored from Redis (as last seen, with the changes made here
+        applied) ban `address`; for use while Redis cannot answer."""
+        now = time.time()
+        if self.addresses.banned_until(address, now) is not None:
+            return True
+        networks = self._store.bans.networks.index
+        return any(record.expires_at > now for _, record in networks.lookup(parsed))
+
+    def report(self) -> dict[str, Any]:
+        """What `health()` says of the mirror."""
+        mirror = self.addresses
+        synced = mirror.synced_at
+        return {
+            "ready": mirror.loaded,
+            "address_bans": len(mirror),
+            "network_bans": len(self._store.bans.networks.index),
+            "version": mirror.version,
+            "age": round(time.time() - synced, 3) if synced else None,
+            "evictions": mirror.evictions,
+        }
+
+    def changed(self, change: Change, written: Written) -> None:
+        """A change made here: the mirror follows it at once (a lift even while Redis cannot
+        take it, so that an outage does not bring the lifted ban back here)."""
+        if change.action == "lift":
+            if "/" in change.target:
+                self._store.bans.networks.lifted(change.target)
+            else:
+                self.addresses.drop(change.target)
+        elif written is Written.TAKEN and "/" not in change.target:
+            self.addresses.put(change.target, change.keep_until)
+
+    def moved(self, version: int) -> None:
+        """The index's version after a change made here: the mirror is current still when
+        no change of another instance came between."""
+        store = self._store
+        if self.addresses.version == store.versioned(version - 1):
+            self.addresses.checked(store.versioned(version))
+
+    async def load(self) -> bool:
+        """Read every address ban from the listing index into the mirror; whether Redis
+        answered."""
+        store = self._store
+        redis = store.redis
+        if redis is None or not store.sharing:
+            return False
+        index_key = redis.full_key(BAN_INDEX, ADDRESS_INDEX)
+        version_key = redis.full_key(BAN_INDEX, INDEX_VERSION)
+
+        async def _read(conn: Any) -> tuple[Any, list[tuple[str, float]]]:
+            version = await conn.get(version_key)
+            entries: list[tuple[str, float]] = []
+            # ZSCAN in steps of MIRROR_STEP: few round trips, and no reply long enough to
+            # hold Redis up
+            cursor: Any = 0
+            while True:
+                cursor, step = await conn.zscan(index_key, cursor, count=MIRROR_STEP)
+                entries.extend(step)
+                if int(cursor) == 0:
+                    break
+            return version, entries
+
+        found = await store.call(lambda r: r.safe_operation(_read))
+        if isinstance(found, Unavailable) or found is None:
+            return False
+        version, entries = store.versioned(found[0]), found[1]
+        # a lift made here that Redis has not taken yet stands over what Redis holds
+        journal = store.journal
+        lifted = {c.target for c in journal.pending() if c.topic == BAN and c.action == "lift"}
+        self.addresses.replace(((a, end) for a, end in entries if a not in lifted), version)
+        return True
+
+    async def follow(self, target: str) -> None:
+        """A ban changed elsewhere (or "": anything may have): bring the mirror up to date."""
+        store = self._store
+        if not target or "/" in target:
+            if not target:
+                await self.check()
+            networks = store.bans.networks
+            await networks.read(force=True)
+            # a check that ran meanwhile may have used the index held before: its verdict
+            # goes, and the next check reads the index's version again
+            store.invalidations.verdicts.invalidate()
+            networks.expire()
+            return
+        # the version first: every change it counts was published, and its message read
+        # before this one or still to come while the subscription holds
+        version = await store.call(lambda r: r.get_key(BAN_INDEX, INDEX_VERSION))
+        raw = await store.call(lambda r: r.get_key(BANNED_IPS, target))
+        if isinstance(raw, Unavailable) or isinstance(version, Unavailable):
+            return
+        if not store.journal.is_pending(BAN, target):  # else a change made here stands
+            record = None if raw is None else decode_ban(target, raw, time.time())
+            if record is None:
+                self.addresses.drop(target)
+            else:
+                self.addresses.put(target, record.expires_at)
+        if self.addresses.loaded:
+            self.addresses.checked(store.versioned(version))
+
+    async def check(self) -> None:
+        """Compare the index's version with the mirror's: read it all again when it moved
+        (changes were missed while the subscription was down)."""
+        store = self._store
+        found = await store.call(lambda r: r.get_key(BAN_INDEX, INDEX_VERSION))
+        if isinstance(found, Unavailable):
+            return
+        version = store.versioned(found)
+        if self.addresses.loaded and version == self.addresses.version:
+            self.addresses.checked(version)
+            return
+        await self.load()

@@ -1,0 +1,55 @@
+"""Custom attack patterns shared through Redis (journal topic `pattern`).
+
+Layout (`{prefix}` omitted): `patterns:custom`, the sorted JSON array of custom patterns;
+`pattern_changes:custom`, a hash pattern -> when it was last added or removed, by which
+`lua/pattern_write.lua` lets the later change win whichever instance writes it first.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING
+
+from guard_core.journal import Change
+from guard_core.lua_scripts import PATTERN_WRITE
+from guard_core.outcome import Unavailable
+
+from .topics import Applied, applied, lua_time
+
+if TYPE_CHECKING:
+    from .state_store import StateStore
+
+PATTERNS = "patterns"
+PATTERN_CHANGES = "pattern_changes"
+CUSTOM_KEY = "custom"
+#: The journal topic.
+PATTERN = "pattern"
+
+
+class PatternStorage:
+    """The custom patterns of one store."""
+
+    name = PATTERN
+    label = "custom pattern changes"
+    cached = True
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    def change(self, pattern: str, added: bool) -> Change:
+        """The journal change adding (or removing) `pattern`."""
+        now = time.time()
+        return Change(
+            topic=PATTERN, target=pattern, action="add" if added else "remove", at=now,
+            keep_until=math.inf if added else now + self._store.config.redis_lift_memory,
+        )  # fmt: skip
+
+    async def read(self) -> str | Unavailable | None:
+        """The stored JSON array of custom patterns (None: absent)."""
+        return await self._store.documents.get(PATTERNS, CUSTOM_KEY)
+
+    async def write(self, change: Change, *, replay: bool) -> Applied:
+        keys = [(PATTERNS, CUSTOM_KEY), (PATTERN_CHANGES, CUSTOM_KEY)]
+        args = [change.action, change.target, lua_time(change.at)]
+        return applied(await self._store.script(PATTERN_WRITE, keys, args))

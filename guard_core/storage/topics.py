@@ -1,0 +1,58 @@
+"""What every journal topic's storage module shares: the `Topic` each registers with the
+`StateStore`, what a write did (`Applied`), and how script replies and times are read.
+
+A topic is one kind of journalled change (bans, custom patterns, documents, window resets,
+outage hits): its module writes a change to Redis (`write`), and says how the shutdown
+warning names its changes (`label`) and whether instances cache it (`cached`: a change
+taken by Redis is then pushed to every instance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from guard_core.journal import Change
+from guard_core.outcome import Unavailable, Written
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a write did: Redis took it, a later change superseded it, or it is kept for
+    later; `changed`: Redis's state changed (a ban was lifted, a pattern list changed)."""
+
+    written: Written
+    changed: bool = False
+
+
+class Topic(Protocol):
+    """The storage module of one journal topic, as the store's registry holds it."""
+
+    #: The journal topic (`Change.topic`).
+    name: str
+    #: How the shutdown warning names this topic's changes ("bans and lifts").
+    label: str
+    #: Whether instances cache this topic's state (and so are told of each change).
+    cached: bool
+
+    async def write(self, change: Change, *, replay: bool) -> Applied:
+        """Write `change` to Redis (`replay`: written back after an outage)."""
+        ...
+
+
+def applied(reply: object, changed_if: Callable[[Any], bool] | None = None) -> Applied:
+    """A script's reply (0 superseded, 1 applied, 2 applied and changed) as an `Applied`."""
+    if isinstance(reply, Unavailable):
+        return Applied(Written.KEPT)
+    if changed_if is not None:
+        return Applied(Written.TAKEN, changed=changed_if(reply))
+    code = int(reply)  # type: ignore[call-overload]
+    if code == 0:
+        return Applied(Written.SUPERSEDED)
+    return Applied(Written.TAKEN, changed=code == 2)
+
+
+def lua_time(value: float) -> str:
+    """A time as Lua's tonumber reads it back exactly."""
+    return repr(float(value))

@@ -1,0 +1,95 @@
+"""Sliding windows in Redis (`rate_limit:…`, `behavior_usage:…`: sorted sets of hits), and
+their resets (journal topic `window`).
+
+A hit is pruned, counted and recorded at once by `lua/sliding_window.lua` on the server's
+clock. A reset deletes the window; written back after an outage, it removes only the hits
+made before it, and keeps those counted since.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from guard_core.journal import Change
+from guard_core.lua_scripts import SLIDING_WINDOW
+from guard_core.outcome import UNAVAILABLE, Unavailable, Written
+from guard_core.sliding_window import WindowResult, next_hit_id
+
+from .topics import Applied, applied
+
+if TYPE_CHECKING:
+    from .state_store import StateStore
+
+_window_result = tuple.__new__  # a WindowResult from its fields, without a call of __new__
+
+#: The journal topic.
+WINDOW = "window"
+
+
+class WindowStorage:
+    """The shared sliding windows of one store."""
+
+    name = WINDOW
+    label = "rate-limit window resets"
+    cached = False  # windows are never cached: telling instances would cost a round trip
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    async def hit(
+        self,
+        namespace: str,
+        key: str,
+        limit: int,
+        window: float,
+        *,
+        record_always: bool,
+        hit_id: str | None = None,
+    ) -> WindowResult | Unavailable:
+        """Prune, count and record one hit in a shared window (server clock); `hit_id`
+        names the hit (its member: a hit written again later is counted once)."""
+        window_ms = round(window * 1000)
+        args = (
+            limit,
+            window_ms if window_ms > 1 else 1,
+            next_hit_id() if hit_id is None else hit_id,
+            "1" if record_always else "0",
+        )
+        reply = await self._store.script(SLIDING_WINDOW, ((namespace, key),), args)
+        if isinstance(reply, Unavailable):
+            return UNAVAILABLE
+        allowed, count, reset_ms = reply
+        reset_ms = int(reset_ms)
+        return _window_result(
+            WindowResult, (bool(allowed), int(count), reset_ms / 1000 if reset_ms > 0 else 0.0)
+        )
+
+    def reset_change(self, namespace: str, key: str) -> Change:
+        """The journal change resetting the window `{namespace}:{key}`."""
+        now = time.time()
+        return Change(
+            topic=WINDOW, target=f"{namespace}:{key}", action="reset", at=now,
+            keep_until=now + self._store.config.redis_lift_memory, durable=False,
+        )  # fmt: skip
+
+    async def write(self, change: Change, *, replay: bool) -> Applied:
+        store = self._store
+        namespace, _, key = change.target.partition(":")
+        if not replay:
+            deleted = await store.call(lambda r: r.delete(namespace, key))
+            return applied(deleted, changed_if=lambda n: bool(n))
+        # written back later: forget the hits made before the reset, keep those made since
+        before_ms = math.floor(change.at * 1000)
+        redis = store.redis
+        if redis is None:
+            return Applied(Written.KEPT)
+        full_key = redis.full_key(namespace, key)
+
+        async def _trim(conn: Any) -> int:
+            removed: int = await conn.zremrangebyscore(full_key, "-inf", before_ms)
+            return removed
+
+        removed = await store.call(lambda r: r.safe_operation(_trim))
+        return applied(removed, changed_if=lambda n: bool(n))
