@@ -22,6 +22,7 @@ from guard_core.ip_utils import IPAddress, IPNetwork
 from guard_core.journal import Change
 from guard_core.logs import get_logger
 from guard_core.network_index import NetworkIndex
+from guard_core.validation import parse_json
 
 logger = get_logger("ip_ban")
 
@@ -67,8 +68,8 @@ def decode_ban(target: str, raw: object, now: float) -> BanRecord | None:
     """A ban read from Redis, or None (a lift record, ended, malformed). An older layout
     holds only the expiry."""
     try:
-        decoded = json.loads(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        decoded = parse_json(raw, "stored ban")  # type: ignore[arg-type]
+    except ValueError:
         return None
     if isinstance(decoded, int | float):
         decoded = {"expires_at": decoded}

@@ -1,6 +1,9 @@
 """Key layout `{redis_prefix}{namespace}:{key}`, glob escaping and input validation.
 
-Every Redis key guard-core touches is built here, so the layout lives in one place.
+Every Redis key guard-core touches is built here, so the layout lives in one place: the
+namespaces and fixed key parts below, the window keys of rate limits, and the endpoint part
+the adapters give each route's limit. The storage, the adapters and the command all build
+their keys through this module.
 
 In Cluster mode the key part is wrapped in a hash tag: `{redis_prefix}{namespace}:{{key}}`
 (e.g. `guard_core:banned_ips:{10.0.0.1}`). Redis hashes only what is between the braces,
@@ -14,9 +17,76 @@ from __future__ import annotations
 
 import math
 
+from guard_core.ip_utils import canonical_identifier
 from guard_core.validation import MAX_TTL, check_text, shown_number
 
 _GLOB_SPECIAL = frozenset("*?[]\\")
+
+# -- the namespaces guard-core writes -------------------------------------------------------
+
+BANNED_IPS = "banned_ips"
+BAN_LIFTS = "ban_lifts"
+BAN_INDEX = "ban_index"
+BANNED_NETWORKS = "banned_networks"
+NETWORK_EXPIRY = "banned_networks_expiry"
+PATTERNS = "patterns"
+PATTERN_CHANGES = "pattern_changes"
+SECURITY_HEADERS = "security_headers"
+CLOUD_RANGES = "cloud_ranges"
+RATE_LIMIT = "rate_limit"
+BEHAVIOR_USAGE = "behavior_usage"
+MEMBERS = "members"
+INVALIDATIONS = "invalidations"
+
+#: Every namespace, with what its keys hold.
+NAMESPACES: dict[str, str] = {
+    BANNED_IPS: "address bans, expiring with the ban",
+    BAN_LIFTS: "when each address ban was last lifted",
+    BAN_INDEX: "the listing index of address bans and its version",
+    BANNED_NETWORKS: "network bans and lifts, with a version",
+    NETWORK_EXPIRY: "when each network record ends",
+    PATTERNS: "the custom attack patterns",
+    PATTERN_CHANGES: "when each custom pattern was last added or removed",
+    SECURITY_HEADERS: "the security-header configuration",
+    CLOUD_RANGES: "cloud providers' address ranges, cached",
+    RATE_LIMIT: "rate-limit windows",
+    BEHAVIOR_USAGE: "behaviour counters",
+    MEMBERS: "the live instances sharing rate limits",
+    INVALIDATIONS: "the channel of pushed changes",
+}
+
+# fixed key parts
+ADDRESS_INDEX = "addresses"  # ban_index:addresses
+INDEX_VERSION = "version"  # ban_index:version
+NETWORK_INDEX = "index"  # banned_networks:index, banned_networks_expiry:index
+CUSTOM_PATTERNS = "custom"  # patterns:custom, pattern_changes:custom
+HEADERS_CONFIG = "csp_config"  # security_headers:csp_config
+INSTANCES = "instances"  # members:instances
+CHANNEL = "changes"  # invalidations:changes
+
+#: The route the adapters count the limits of every route under (`rate_limit` per
+#: `rate_limit_window`, all routes together).
+ALL_ROUTES = "*"
+#: The route of requests that matched no route (404s: one window, not one per path).
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+def rate_window_key(identifier: str, endpoint: str = "") -> str:
+    """The key, in namespace `rate_limit`, of the window of `identifier` (and `endpoint`):
+    `rate:{identifier}[:{endpoint}]`, the identifier canonical (an address in any of its
+    forms is one client) and percent-encoded; TypeError/ValueError for bad text."""
+    identifier = check_text("identifier", identifier)
+    endpoint = check_text("endpoint", endpoint, allow_empty=True)
+    # one client, one window; the first ':' ends the (encoded) identifier, so no two
+    # (identifier, endpoint) pairs share a key
+    identifier = encode_key_part(canonical_identifier(identifier))
+    return f"rate:{identifier}:{endpoint}" if endpoint else f"rate:{identifier}"
+
+
+def route_endpoint(route: str, window: int) -> str:
+    """The endpoint the adapters count a route's limit under: `{route}|{window}s`, so that
+    two limits of one route (`5/minute`, `100/hour`) keep windows of their own."""
+    return f"{route}|{window}s"
 
 
 def validate_namespace(namespace: object) -> str:

@@ -7,19 +7,9 @@ costs more than counting a hit; `KeyMemo` remembers the keys already built.
 
 from __future__ import annotations
 
-from guard_core.ip_utils import canonical_identifier
-from guard_core.keys import encode_key_part
-from guard_core.validation import check_text
+from guard_core.keys import rate_window_key as window_key
 
-
-def window_key(identifier: str, endpoint: str) -> str:
-    """The window key of `identifier` (and `endpoint`); TypeError/ValueError for bad text."""
-    identifier = check_text("identifier", identifier)
-    endpoint = check_text("endpoint", endpoint, allow_empty=True)
-    # one client, one window; the first ':' ends the (encoded) identifier, so no two
-    # (identifier, endpoint) pairs share a key
-    identifier = encode_key_part(canonical_identifier(identifier))
-    return f"rate:{identifier}:{endpoint}" if endpoint else f"rate:{identifier}"
+__all__ = ["KeyMemo", "window_key"]
 
 
 class KeyMemo:

@@ -27,11 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from guard_core.keys import HEADERS_CONFIG, SECURITY_HEADERS
 from guard_core.validation import parse_json
 
 #: Redis namespace and key of the shared configuration (`{prefix}security_headers:csp_config`).
-NAMESPACE = "security_headers"
-CONFIG_KEY = "csp_config"
+NAMESPACE = SECURITY_HEADERS
+CONFIG_KEY = HEADERS_CONFIG
 #: Version of the stored JSON layout; a document with another version is ignored.
 JSON_FORMAT = 1
 #: Longest stored JSON document accepted from Redis, in characters.

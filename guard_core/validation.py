@@ -56,10 +56,20 @@ def check_text(name: str, value: object, *, allow_empty: bool = False) -> str:
     return value
 
 
+#: The longest stored JSON document decoded (the largest written, cached cloud ranges, is
+#: a few MiB).
+MAX_JSON_BYTES = 64 * 1024 * 1024
+
+
 def parse_json(text: str | bytes, what: str) -> Any:
-    """`text` decoded as JSON; ValueError naming `what` for anything else, including
-    nesting too deep for the parser (a hostile stored value must not raise RecursionError).
-    """
+    """`text` decoded as JSON; ValueError naming `what` for anything else: not JSON, longer
+    than `MAX_JSON_BYTES`, or nested too deep for the parser (a value stored by anyone with
+    access to Redis must not raise RecursionError out of a check). Every JSON document read
+    from Redis is decoded here."""
+    if not isinstance(text, str | bytes):
+        raise ValueError(f"{what} is not JSON (a {type(text).__name__})")
+    if len(text) > MAX_JSON_BYTES:
+        raise ValueError(f"{what} is longer than {MAX_JSON_BYTES} bytes")
     try:
         return json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:

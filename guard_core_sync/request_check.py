@@ -24,6 +24,7 @@ from typing import Any, cast
 from guard_core.check_settings import CheckSettings
 from guard_core.client_address import address_in, group_address
 from guard_core.ip_utils import IPAddress
+from guard_core.keys import ALL_ROUTES, UNMATCHED_ROUTE, route_endpoint
 from guard_core.models import SecurityEvent
 from guard_core.rate_limit_rules import (
     Limit,
@@ -42,10 +43,6 @@ from .guard import Guard
 
 #: Behaviour-tracker endpoint id under which blocks count toward an auto-ban.
 AUTO_BAN_COUNTER = "guard_auto_ban"
-#: Rate-limit endpoint id of the default limits (all routes together).
-ALL_ROUTES = "*"
-#: Rate-limit endpoint id of requests that matched no route (404s: one window, not one per path).
-UNMATCHED_ROUTE = "<unmatched>"
 NO_CLIENT_NOTE = "peer is not an IP address: ban, cloud and auto-ban steps skipped"
 
 decision_logger = logging.getLogger("guard_core.decision")
@@ -201,7 +198,7 @@ class RequestCheck:
         for endpoint, limit in plan:
             result = self.guard.rate_limiter.check(
                 identity,
-                endpoint=f"{endpoint}|{limit.window}s",
+                endpoint=route_endpoint(endpoint, limit.window),
                 limit=limit.count,
                 window=limit.window,
             )

@@ -32,6 +32,7 @@ from guard_core.cli.state import (
     require_redis,
     server_info,
     where,
+    window_endpoint,
 )
 from guard_core.exceptions import GuardRedisError
 from guard_core.ip_utils import parse_ip, parse_network
@@ -414,9 +415,17 @@ def ratelimit() -> None:
     """Rate-limit windows: show, reset."""
 
 
+ENDPOINT_HELP = "The endpoint given to RateLimitManager.check (its window's key part)."
+ROUTE_HELP = (
+    "The route template of an adapter-protected app (/users/{id}; '*' for the limits of "
+    "every route): the window of its limit over --window seconds."
+)
+
+
 @ratelimit.command("show")
 @click.argument("identifier")
-@click.option("--endpoint", "-e", default="", help="The endpoint the limit applies to.")
+@click.option("--endpoint", "-e", default="", help=ENDPOINT_HELP)
+@click.option("--route", "-r", default=None, help=ROUTE_HELP)
 @click.option("--limit", type=int, default=None, help="Limit to compare with (default rate_limit).")
 @click.option(
     "--window", type=float, default=None, help="Window in seconds (default rate_limit_window)."
@@ -424,17 +433,24 @@ def ratelimit() -> None:
 @json_option
 @click.pass_obj
 def ratelimit_show(
-    session: Session, identifier: str, endpoint: str, limit: int | None, window: float | None
+    session: Session,
+    identifier: str,
+    endpoint: str,
+    route: str | None,
+    limit: int | None,
+    window: float | None,
 ) -> None:
-    """Hits of a client (and endpoint) in the current window, without counting one."""
+    """Hits of a client (and endpoint or route) in the current window, without counting one."""
     with session.guard() as guard:
         config = guard.config
+        window = config.rate_limit_window if window is None else window
+        endpoint = window_endpoint(endpoint, route, window)
         found = rate_window(
             guard,
             identifier,
             endpoint,
             limit=config.rate_limit if limit is None else limit,
-            window=config.rate_limit_window if window is None else window,
+            window=window,
         )
     data = {
         "identifier": identifier,
@@ -464,20 +480,24 @@ def ratelimit_show(
 
 @ratelimit.command("reset")
 @click.argument("identifier")
-@click.option("--endpoint", "-e", default="", help="The endpoint the limit applies to.")
+@click.option("--endpoint", "-e", default="", help=ENDPOINT_HELP)
+@click.option("--route", "-r", default=None, help=ROUTE_HELP)
+@click.option(
+    "--window", type=float, default=None, help="Window in seconds (default rate_limit_window)."
+)
 @json_option
 @click.pass_obj
-def ratelimit_reset(session: Session, identifier: str, endpoint: str) -> None:
-    """Forget a client's window (and endpoint), for every instance."""
+def ratelimit_reset(
+    session: Session, identifier: str, endpoint: str, route: str | None, window: float | None
+) -> None:
+    """Forget a client's window (and endpoint or route), for every instance."""
     with session.guard() as guard:
         config = guard.config
-        before = rate_window(
-            guard, identifier, endpoint, limit=config.rate_limit, window=config.rate_limit_window
-        )
+        window = config.rate_limit_window if window is None else window
+        endpoint = window_endpoint(endpoint, route, window)
+        before = rate_window(guard, identifier, endpoint, limit=config.rate_limit, window=window)
         guard.rate_limiter.reset(identifier, endpoint=endpoint)
-        after = rate_window(
-            guard, identifier, endpoint, limit=config.rate_limit, window=config.rate_limit_window
-        )
+        after = rate_window(guard, identifier, endpoint, limit=config.rate_limit, window=window)
         if after.hits:
             raise CommandError(f"Redis did not forget the window of {identifier}")
     who = f"{identifier} on {endpoint}" if endpoint else identifier

@@ -6,7 +6,6 @@ the command writes exactly what an application instance would.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections import Counter
@@ -14,24 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from guard_core.exceptions import GuardRedisError
-from guard_core.ip_utils import canonical_identifier
-from guard_core.keys import build_key, encode_key_part
+from guard_core.keys import CLOUD_RANGES, NAMESPACES, RATE_LIMIT, rate_window_key, route_endpoint
 from guard_core.redaction import Redactor, redact_url
-from guard_core.validation import check_text
+from guard_core.validation import parse_json
 from guard_core_sync import Guard
 
 #: The namespaces guard-core writes (the key layout: `{prefix}{namespace}:{key}`).
-KNOWN_NAMESPACES = (
-    "banned_ips",
-    "banned_networks",
-    "rate_limit",
-    "behavior_usage",
-    "cloud_ranges",
-    "patterns",
-    "security_headers",
-)
-RATE_LIMIT = "rate_limit"
-CLOUD_RANGES = "cloud_ranges"
+KNOWN_NAMESPACES = tuple(NAMESPACES)
 #: INFO fields shown by `status`.
 SERVER_FIELDS = (
     "redis_version",
@@ -108,16 +96,20 @@ def latency_ms(guard: Guard, samples: int = 5) -> dict[str, float]:
     }
 
 
-def split_key(prefix: str, full_key: str) -> tuple[str, str]:
-    """`{prefix}{namespace}:{key}` -> (namespace, key)."""
-    namespace, _, key = full_key[len(prefix) :].partition(":")
-    return namespace, key
+def split_key(guard: Guard, full_key: str) -> tuple[str, str]:
+    """`{prefix}{namespace}:{key}` -> (namespace, key), in the manager's layout (the key part
+    of a Cluster key is read out of its hash tag)."""
+    namespace = full_key[len(guard.config.redis_prefix) :].partition(":")[0]
+    try:
+        return namespace, guard.redis.key_part(namespace, full_key)
+    except ValueError:  # not of guard-core's layout (written by something else)
+        return namespace, full_key[len(guard.config.redis_prefix) + len(namespace) + 1 :]
 
 
 def namespace_counts(guard: Guard) -> dict[str, int]:
     """Keys under the prefix per namespace (guard-core's namespaces always listed)."""
     keys = guard_keys(guard, "*")
-    counts = Counter(split_key(guard.config.redis_prefix, key)[0] for key in keys)
+    counts = Counter(split_key(guard, key)[0] for key in keys)
     result = dict.fromkeys(KNOWN_NAMESPACES, 0)
     result.update(counts)
     return result
@@ -163,12 +155,17 @@ def describe_keys(guard: Guard, keys: list[str]) -> list[KeyInfo]:
     return described
 
 
-def rate_limit_key(identifier: str, endpoint: str = "") -> str:
-    """The key (in namespace `rate_limit`) of an identifier's window, as the rate limiter
-    builds it: canonical address, `%` and `:` percent-encoded, then `:{endpoint}`."""
-    identifier = encode_key_part(canonical_identifier(check_text("identifier", identifier)))
-    endpoint = check_text("endpoint", endpoint, allow_empty=True)
-    return f"rate:{identifier}:{endpoint}" if endpoint else f"rate:{identifier}"
+def window_endpoint(endpoint: str, route: str | None, window: float) -> str:
+    """The endpoint part of a window's key: `endpoint` as given to `RateLimitManager.check`,
+    or, for a `route` of an adapter-protected application, the route and the window of the
+    limit, as the adapters count it (`/login|60s`; `*` for the limits of every route)."""
+    if route is None:
+        return endpoint
+    if endpoint:
+        raise CommandError("give --endpoint or --route, not both")
+    if window != int(window):
+        raise CommandError(f"the adapters count whole seconds: --window {window} is not one")
+    return route_endpoint(route, int(window))
 
 
 @dataclass(frozen=True)
@@ -189,15 +186,15 @@ def rate_window(
     guard: Guard, identifier: str, endpoint: str, *, limit: int, window: float
 ) -> RateWindow:
     """The hits of one window now, on the server's clock, without counting a hit."""
-    key = rate_limit_key(identifier, endpoint)
-    full_key = build_key(guard.config.redis_prefix, RATE_LIMIT, key)
+    try:
+        key = rate_window_key(identifier, endpoint)
+    except (TypeError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    full_key = guard.redis.full_key(RATE_LIMIT, key)
 
-    def _read(conn: Any) -> list[Any]:
-        with conn.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.zrange(full_key, 0, -1, withscores=True)
-            result: list[Any] = pipe.execute()
-            return result
+    def _read(conn: Any) -> tuple[Any, Any]:
+        # two round trips: a Cluster client pipelines no TIME (it belongs to no slot)
+        return conn.time(), conn.zrange(full_key, 0, -1, withscores=True)
 
     (seconds, micros), members = read(guard, _read)
     now_ms = int(seconds) * 1000 + int(micros) // 1000
@@ -219,11 +216,11 @@ def cloud_cache(guard: Guard) -> list[dict[str, Any]]:
     now = time.time()
     rows = []
     for key, raw in zip(keys, values, strict=True):
-        provider = split_key(guard.config.redis_prefix, key)[1]
+        provider = split_key(guard, key)[1]
         ranges: int | None = None
         age: float | None = None
         try:
-            document = json.loads(raw) if raw is not None else None
+            document = parse_json(raw, "cached ranges") if raw is not None else None
             if isinstance(document, dict):
                 ranges = len(document.get("cidrs", []))
                 age = round(now - float(document["fetched_at"]), 1)

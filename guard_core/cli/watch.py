@@ -19,14 +19,15 @@ from rich.live import Live
 
 from guard_core.cli.render import console, span, table
 from guard_core.cli.state import (
-    RATE_LIMIT,
     CommandError,
     describe_failure,
     guard_keys,
     namespace_counts,
     read,
+    split_key,
     where,
 )
+from guard_core.keys import RATE_LIMIT
 from guard_core_sync import Guard
 
 BUSIEST = 5
@@ -62,9 +63,8 @@ def take_snapshot(guard: Guard) -> Snapshot:
         sizes = read(guard, lambda conn: _zcards(conn, windows)) if windows else []
     except CommandError as exc:
         return Snapshot(now, reachable=False, error=str(exc))
-    prefix_length = len(guard.config.redis_prefix) + len(RATE_LIMIT) + 1
     busiest = sorted(
-        ((key[prefix_length:], int(size)) for key, size in zip(windows, sizes, strict=True)),
+        ((split_key(guard, key)[1], int(size)) for key, size in zip(windows, sizes, strict=True)),
         key=lambda item: (-item[1], item[0]),
     )[:BUSIEST]
     return Snapshot(now, reachable=True, counts=counts, bans=bans, busiest=busiest)

@@ -8,7 +8,7 @@ a bounded window per pair; during an outage each instance counts for itself.
 from __future__ import annotations
 
 from guard_core.ip_utils import parse_ip
-from guard_core.keys import encode_key_part
+from guard_core.keys import BEHAVIOR_USAGE, encode_key_part
 from guard_core.models import SecurityConfig
 from guard_core.validation import check_count, check_seconds, check_text
 
@@ -29,7 +29,7 @@ class BehaviorTracker:
     ) -> None:
         self.config = config
         self._store = SlidingWindowStore(
-            config, redis_handler, "behavior_usage", config.behavior_max_tracked, store=store
+            config, redis_handler, BEHAVIOR_USAGE, config.behavior_max_tracked, store=store
         )
 
     @property

@@ -12,6 +12,7 @@ checks), and with Redis disabled the memory window gives the verdict without an 
 
 from __future__ import annotations
 
+from guard_core.keys import RATE_LIMIT
 from guard_core.models import RateLimitResult, SecurityConfig
 from guard_core.rate_keys import KeyMemo, window_key
 from guard_core.validation import MAX_COUNT, MAX_TTL, check_count, check_seconds
@@ -41,7 +42,7 @@ class RateLimitManager:
     ) -> None:
         self.config = config
         self._store = SlidingWindowStore(
-            config, redis_handler, "rate_limit", config.rate_limit_max_tracked, store=store
+            config, redis_handler, RATE_LIMIT, config.rate_limit_max_tracked, store=store
         )
         self._keys = KeyMemo(config.rate_limit_max_tracked)
         self._plain, self._paired = self._keys.plain, self._keys.paired

@@ -21,13 +21,15 @@ from guard_core.attack_patterns import (
     validate_pattern_text,
 )
 from guard_core.journal import Change
+from guard_core.keys import CUSTOM_PATTERNS as CUSTOM_KEY
+from guard_core.keys import PATTERNS
 from guard_core.logs import get_logger
 from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable, Written
 from guard_core.redaction import escape_control
 from guard_core.refresh import RefreshClaim
 
-from ..storage.patterns import CUSTOM_KEY, PATTERN, PATTERNS
+from ..storage.patterns import PATTERN
 from ..storage.state_store import StateStore
 from .redis_handler import RedisManager
 

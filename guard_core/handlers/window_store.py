@@ -10,6 +10,7 @@ Policies decide keys, limits and what a count means; this module only counts hit
 
 from __future__ import annotations
 
+from guard_core.keys import BEHAVIOR_USAGE, RATE_LIMIT
 from guard_core.models import SecurityConfig
 from guard_core.outage_share import DENY, LOCAL, denied
 from guard_core.outcome import Unavailable
@@ -20,8 +21,8 @@ from .redis_handler import RedisManager
 
 #: namespace -> (logger area, what its keys are, for the memory window's warnings)
 _NAMED = {
-    "rate_limit": ("rate_limit", "rate-limited identifiers"),
-    "behavior_usage": ("behavior", "tracked (endpoint, client) pairs"),
+    RATE_LIMIT: ("rate_limit", "rate-limited identifiers"),
+    BEHAVIOR_USAGE: ("behavior", "tracked (endpoint, client) pairs"),
 }
 
 

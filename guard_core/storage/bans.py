@@ -18,24 +18,28 @@ from typing import TYPE_CHECKING, Any
 from guard_core.ban_store import BanRecord, decode_ban, encode_ban
 from guard_core.ip_utils import parse_network
 from guard_core.journal import Change
+from guard_core.keys import ADDRESS_INDEX, BAN_INDEX, BAN_LIFTS, BANNED_IPS, INDEX_VERSION
 from guard_core.lua_scripts import BAN_WRITE
 from guard_core.outcome import UNAVAILABLE, Unavailable, Written
 
-from .network_bans import BANNED_NETWORKS, NetworkBans
+from .network_bans import NetworkBans
 from .topics import Applied, applied, lua_time
 
 if TYPE_CHECKING:
     from .state_store import StateStore
 
-BANNED_IPS = "banned_ips"
-BAN_LIFTS = "ban_lifts"
-BAN_INDEX = "ban_index"
-ADDRESS_INDEX = "addresses"
-INDEX_VERSION = "version"
 #: The journal topic.
 BAN = "ban"
 
-__all__ = ["BAN", "BANNED_IPS", "BANNED_NETWORKS", "BanStorage"]
+__all__ = [
+    "ADDRESS_INDEX",
+    "BAN",
+    "BANNED_IPS",
+    "BAN_INDEX",
+    "BAN_LIFTS",
+    "INDEX_VERSION",
+    "BanStorage",
+]
 
 
 class BanStorage:

@@ -32,13 +32,13 @@ from typing import Any
 
 from guard_core.ban_verdicts import VerdictCache
 from guard_core.exceptions import GuardRedisError
+from guard_core.keys import CHANNEL as CHANNEL_KEY
+from guard_core.keys import INVALIDATIONS
 from guard_core.logs import get_logger
 from guard_core.primitives import AsyncTicker, async_cancel_requested, async_sleep
 
 from ..handlers.redis_handler import RedisManager
 
-INVALIDATIONS = "invalidations"
-CHANNEL_KEY = "changes"
 #: Seconds between attempts to subscribe again after the subscription dropped.
 RETRY_DELAY = 0.05
 #: Seconds a read of the subscription waits for a message before checking for `stop()`.

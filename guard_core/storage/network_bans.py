@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from guard_core.ban_store import BanRecord, decode_ban, encode_ban
 from guard_core.ip_utils import parse_network
 from guard_core.journal import Change
+from guard_core.keys import BANNED_NETWORKS, NETWORK_EXPIRY, NETWORK_INDEX
 from guard_core.lua_scripts import NETWORK_BAN_WRITE
 from guard_core.network_index import NetworkIndex
 from guard_core.outcome import UNAVAILABLE, Unavailable, Written
@@ -29,9 +30,6 @@ from .topics import Applied, applied, lua_time
 if TYPE_CHECKING:
     from .state_store import StateStore
 
-BANNED_NETWORKS = "banned_networks"
-NETWORK_EXPIRY = "banned_networks_expiry"
-NETWORK_INDEX = "index"
 VERSION_FIELD = "#version"
 
 

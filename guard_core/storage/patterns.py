@@ -12,6 +12,8 @@ import time
 from typing import TYPE_CHECKING
 
 from guard_core.journal import Change
+from guard_core.keys import CUSTOM_PATTERNS as CUSTOM_KEY
+from guard_core.keys import PATTERN_CHANGES, PATTERNS
 from guard_core.lua_scripts import PATTERN_WRITE
 from guard_core.outcome import Unavailable
 
@@ -20,9 +22,6 @@ from .topics import Applied, applied, lua_time
 if TYPE_CHECKING:
     from .state_store import StateStore
 
-PATTERNS = "patterns"
-PATTERN_CHANGES = "pattern_changes"
-CUSTOM_KEY = "custom"
 #: The journal topic.
 PATTERN = "pattern"
 

@@ -30,6 +30,7 @@ from guard_core.ip_ranges import (
     find_azure_json_url,
 )
 from guard_core.ip_utils import IPAddress, parse_ip
+from guard_core.keys import CLOUD_RANGES
 from guard_core.logs import get_logger
 from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable
@@ -39,7 +40,7 @@ from guard_core.redaction import Redactor, escape_control, redact_url
 from ..storage.state_store import StateStore
 from .redis_handler import RedisManager
 
-NAMESPACE = "cloud_ranges"
+NAMESPACE = CLOUD_RANGES
 #: Bound on each download when the manager makes its own HTTP client, in seconds.
 FETCH_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 #: Bounds of one download (the published files are a few MB).

@@ -15,13 +15,13 @@ import time
 from guard_core.ban_store import BanRecord, MemoryBanStore
 from guard_core.ip_utils import IPAddress, IPNetwork, is_loopback, parse_ip, parse_network
 from guard_core.journal import Change
-from guard_core.keys import validate_ttl
+from guard_core.keys import BANNED_IPS, BANNED_NETWORKS, validate_ttl
 from guard_core.logs import get_logger
 from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable, Written
 from guard_core.redaction import escape_control
 
-from ..storage.bans import BAN, BANNED_IPS, BANNED_NETWORKS
+from ..storage.bans import BAN
 from ..storage.state_store import StateStore
 from .redis_handler import RedisManager
 

@@ -18,6 +18,7 @@ import math
 import uuid
 from typing import TYPE_CHECKING
 
+from guard_core.keys import INSTANCES, MEMBERS
 from guard_core.logs import get_logger
 from guard_core.lua_scripts import MEMBERSHIP
 from guard_core.outage_share import Members
@@ -25,8 +26,6 @@ from guard_core.outcome import UNAVAILABLE, Unavailable
 
 if TYPE_CHECKING:
     from .state_store import StateStore
-
-MEMBERS, INSTANCES = "members", "instances"
 
 
 class Membership:
