@@ -7,8 +7,7 @@ from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from guard_core import SecurityConfig
-from guard_core.rate_limit_rules import rate_limit
+from guard_core import SecurityConfig, rate_limit
 
 settings.configure(
     ROOT_URLCONF=__name__,

@@ -4,9 +4,8 @@ import os
 
 from fastapi import FastAPI
 
-from guard_core import SecurityConfig
+from guard_core import SecurityConfig, rate_limit
 from guard_core.adapters.asgi import GuardMiddleware
-from guard_core.rate_limit_rules import rate_limit
 
 app = FastAPI()
 app.add_middleware(

@@ -4,9 +4,8 @@ import os
 
 from flask import Flask
 
-from guard_core import SecurityConfig
+from guard_core import SecurityConfig, rate_limit
 from guard_core.adapters.flask import FlaskGuard
-from guard_core.rate_limit_rules import rate_limit
 
 app = Flask(__name__)
 guard = FlaskGuard(
