@@ -2,7 +2,8 @@
 
 Redis layout: a sorted set at `behavior_usage:{endpoint_id}:{client_ip}`, updated by the same
 Lua window as rate limits (every use recorded, at most threshold + 1 kept). Memory fallback:
-a bounded window per pair; during an outage each instance counts for itself.
+a bounded window per pair; during an outage, counts are kept as `rate_limit_outage_policy`
+says (shared out between the instances by default) and written into Redis afterwards.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Redis layout: a sorted set at `rate_limit:rate:{identifier}` (`:{endpoint}` appended when
 given), pruned, counted and recorded atomically by `lua/sliding_window.lua` on the server's
-clock. During an outage each instance counts for itself.
+clock. During an outage, what `rate_limit_outage_policy` says (by default each instance
+admits its share of what was left of the limit: `guard_core.handlers.window_store`).
 
 `check()` runs on every request, so its path is kept short: the key of an (identifier,
 endpoint) pair is worked out once and remembered (`guard_core.rate_keys`), limits and

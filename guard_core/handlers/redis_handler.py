@@ -668,17 +668,5 @@ def _run_id(info: object) -> str | None:
     return None
 
 
-async def call_or_none(redis: RedisManager | None, call: Callable[[RedisManager], Any]) -> Any:
-    """`call(redis)`'s result, or `None` when there is no manager, Redis is disabled, or the
-    call failed (the manager has logged and reported it): subsystems then answer from memory.
-    """
-    if redis is None:
-        return None
-    try:
-        return await call(redis)
-    except GuardRedisError:
-        return None
-
-
 #: The class itself (not an instance), so adapters can build a manager later from a config.
 redis_handler = RedisManager
