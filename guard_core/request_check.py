@@ -23,6 +23,7 @@ from guard_core.check_settings import CheckSettings
 from guard_core.client_address import address_in, group_address
 from guard_core.ip_utils import IPAddress
 from guard_core.keys import ALL_ROUTES, UNMATCHED_ROUTE, route_endpoint
+from guard_core.logs import StateWarning
 from guard_core.models import SecurityEvent
 from guard_core.rate_limit_rules import (
     Limit,
@@ -58,9 +59,9 @@ class RequestCheck:
         self._default_limits = self.settings.default_limit_list(
             guard.config.rate_limit, guard.config.rate_limit_window
         )
-        self._agent_failing = False
         self._observer_failing = False
         self.logger = logging.getLogger("guard_core.checks")
+        self._agent_state = StateWarning(self.logger)
 
     async def check(self, request: RequestInfo) -> Decision:
         """The decision on one request (then given to each of `settings.observers`)."""
@@ -300,16 +301,12 @@ class RequestCheck:
         try:
             await agent.send_event(event)
         except Exception as exc:
-            if not self._agent_failing:
-                self._agent_failing = True
-                self.logger.warning(
-                    "Agent handler rejected a decision event; dropping them until it recovers: %s",
-                    type(exc).__name__,
-                )
+            self._agent_state.failed(
+                "Agent handler rejected a decision event; dropping them until it recovers: %s",
+                type(exc).__name__,
+            )
             return
-        if self._agent_failing:
-            self._agent_failing = False
-            self.logger.warning("Agent handler accepts decision events again")
+        self._agent_state.worked("Agent handler accepts decision events again")
 
 
 def _shown(value: object) -> str:

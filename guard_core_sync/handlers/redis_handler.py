@@ -29,7 +29,7 @@ from guard_core.keys import (
     validate_ttl,
     validate_value,
 )
-from guard_core.logs import get_logger
+from guard_core.logs import StateWarning, get_logger
 from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig, SecurityEvent
 from guard_core.primitives import (
@@ -91,7 +91,7 @@ class RedisManager:
         self._breaker = CircuitBreaker(
             config.redis_breaker_base_delay, config.redis_breaker_max_delay
         )
-        self._agent_failing = False
+        self._agent_state = StateWarning(self.logger)
         #: Objects other layers keep per manager (the storage layer's stores), so that they
         #: live and die with it.
         self.attachments: dict[object, object] = {}
@@ -639,16 +639,12 @@ class RedisManager:
         try:
             agent.send_event(event)
         except Exception as exc:
-            if not self._agent_failing:
-                self._agent_failing = True
-                self.logger.warning(
-                    "Agent handler rejected an event; events are dropped until it recovers: %s",
-                    self._describe(exc),
-                )
+            self._agent_state.failed(
+                "Agent handler rejected an event; events are dropped until it recovers: %s",
+                self._describe(exc),
+            )
             return
-        if self._agent_failing:
-            self._agent_failing = False
-            self.logger.warning("Agent handler accepts events again")
+        self._agent_state.worked("Agent handler accepts events again")
 
 
 def _cluster_mget(conn: Redis, full_keys: list[str]) -> list[Any]:
