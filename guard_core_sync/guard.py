@@ -22,11 +22,8 @@ from .handlers.ratelimit_handler import RateLimitManager
 from .handlers.redis_handler import RedisManager
 from .handlers.security_headers_handler import SecurityHeadersManager
 from .handlers.suspatterns_handler import SusPatternsManager
-from .storage.bans import BAN
-from .storage.documents import DOCUMENT
-from .storage.patterns import PATTERN
 from .storage.state_store import StateStore
-from .storage.windows import WINDOW
+from .storage.topics import BAN, DOCUMENT, PATTERN, WINDOW
 
 SUBSYSTEMS = ("rate_limiter", "ip_bans", "cloud", "patterns", "headers", "behavior")
 

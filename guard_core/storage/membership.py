@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from typing import TYPE_CHECKING
 
 from guard_core.keys import INSTANCES, MEMBERS
 from guard_core.logs import get_logger
@@ -22,14 +21,13 @@ from guard_core.lua_scripts import MEMBERSHIP
 from guard_core.outage_share import Members
 from guard_core.outcome import UNAVAILABLE, Unavailable
 
-if TYPE_CHECKING:
-    from .state_store import StateStore
+from .topics import Store
 
 
 class Membership:
     """This instance's heartbeat, and the live instances it last saw."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
         self.logger = get_logger("store")
         #: This instance's id in the set of live instances.

@@ -12,18 +12,17 @@ at once, a lift even while Redis cannot take it.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from guard_core.ban_mirror import AddressMirror
 from guard_core.ban_store import decode_ban
 from guard_core.ip_utils import IPAddress
 from guard_core.journal import Change
+from guard_core.keys import ADDRESS_INDEX, BAN_INDEX, BANNED_IPS, INDEX_VERSION
 from guard_core.outcome import Unavailable, Written
 
-from .bans import ADDRESS_INDEX, BAN, BAN_INDEX, BANNED_IPS, INDEX_VERSION
-
-if TYPE_CHECKING:
-    from .state_store import StateStore
+from .network_bans import NetworkBans
+from .topics import BAN, Store
 
 #: Entries asked of Redis per ZSCAN step when the mirror is loaded.
 MIRROR_STEP = 10_000
@@ -32,8 +31,9 @@ MIRROR_STEP = 10_000
 class BanMirror:
     """The ban mirror of one store."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Store, networks: NetworkBans) -> None:
         self._store = store
+        self._networks = networks
         #: Every address ban Redis holds, as last seen.
         self.addresses = AddressMirror(store.config.ip_ban_mirror_max_entries)
         store.invalidations.follow(BAN, self.follow)
@@ -44,7 +44,7 @@ class BanMirror:
         now = time.time()
         if self.addresses.banned_until(address, now) is not None:
             return True
-        networks = self._store.bans.networks.index
+        networks = self._networks.index
         return any(record.expires_at > now for _, record in networks.lookup(parsed))
 
     def report(self) -> dict[str, Any]:
@@ -54,7 +54,7 @@ class BanMirror:
         return {
             "ready": mirror.loaded,
             "address_bans": len(mirror),
-            "network_bans": len(self._store.bans.networks.index),
+            "network_bans": len(self._networks.index),
             "version": mirror.version,
             "age": round(time.time() - synced, 3) if synced else None,
             "evictions": mirror.evictions,
@@ -65,7 +65,7 @@ class BanMirror:
         take it, so that an outage does not bring the lifted ban back here)."""
         if change.action == "lift":
             if "/" in change.target:
-                self._store.bans.networks.lifted(change.target)
+                self._networks.lifted(change.target)
             else:
                 self.addresses.drop(change.target)
         elif written is Written.TAKEN and "/" not in change.target:
@@ -117,7 +117,7 @@ class BanMirror:
         if not target or "/" in target:
             if not target:
                 await self.check()
-            networks = store.bans.networks
+            networks = self._networks
             await networks.read(force=True)
             # a check that ran meanwhile may have used the index held before: its verdict
             # goes, and the next check reads the index's version again

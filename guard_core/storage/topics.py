@@ -9,12 +9,24 @@ taken by Redis is then pushed to every instance).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from guard_core.journal import Change
+from guard_core.journal import Change, Journal
+from guard_core.lua_scripts import LuaScript
+from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable, Written
+
+if TYPE_CHECKING:
+    from ..handlers.redis_handler import RedisManager
+    from .invalidation import Invalidations
+
+
+#: The journal topics (`Change.topic`): bans and lifts, custom patterns, documents, window
+#: resets, and hits counted during an outage.
+BAN, PATTERN, DOCUMENT, WINDOW, WINDOW_HITS = "ban", "pattern", "document", "window", "window_hits"
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,33 @@ class Topic(Protocol):
     async def write(self, change: Change, *, replay: bool) -> Applied:
         """Write `change` to Redis (`replay`: written back after an outage)."""
         ...
+
+
+class Store(Protocol):
+    """What the topic modules use of their `StateStore` (they never reach one another
+    through it: the store wires them together)."""
+
+    config: SecurityConfig
+    logger: logging.Logger
+    redis: RedisManager | None
+    journal: Journal
+    invalidations: Invalidations
+
+    @property
+    def sharing(self) -> bool: ...
+
+    @property
+    def settled(self) -> bool: ...
+
+    def versioned(self, version: object) -> str | None: ...
+
+    def settle(self, change: Change, written: Written) -> None: ...
+
+    async def call(self, call: Callable[[RedisManager], Any]) -> Any: ...
+
+    async def script(
+        self, script: LuaScript, keys: Sequence[tuple[str, str]], args: Sequence[str | int | float]
+    ) -> Any: ...
 
 
 def applied(reply: object, changed_if: Callable[[Any], bool] | None = None) -> Applied:

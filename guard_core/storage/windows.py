@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from guard_core.journal import Change
 from guard_core.lua_scripts import SLIDING_WINDOW
 from guard_core.outcome import UNAVAILABLE, Unavailable, Written
 from guard_core.sliding_window import WindowResult, next_hit_id
 
-from .topics import Applied, applied
-
-if TYPE_CHECKING:
-    from .state_store import StateStore
+from .topics import WINDOW, Applied, Store, applied
 
 _window_result = tuple.__new__  # a WindowResult from its fields, without a call of __new__
-
-#: The journal topic.
-WINDOW = "window"
 
 
 class WindowStorage:
@@ -35,7 +29,7 @@ class WindowStorage:
     label = "rate-limit window resets"
     cached = False  # windows are never cached: telling instances would cost a round trip
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     async def hit(

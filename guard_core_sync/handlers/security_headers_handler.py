@@ -44,8 +44,8 @@ from guard_core.security_headers import (
     apply_changes,
 )
 
-from ..storage.documents import DOCUMENT
 from ..storage.state_store import StateStore
+from ..storage.topics import DOCUMENT
 from .redis_handler import RedisManager
 
 _MAX_REASON = 200

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from guard_core.ban_store import BanRecord, decode_ban, encode_ban
 from guard_core.ip_utils import parse_network
@@ -24,14 +24,9 @@ from guard_core.keys import ADDRESS_INDEX, BAN_INDEX, BAN_LIFTS, BANNED_IPS, IND
 from guard_core.lua_scripts import BAN_WRITE
 from guard_core.outcome import UNAVAILABLE, Unavailable, Written
 
+from .mirror import BanMirror
 from .network_bans import NetworkBans
-from .topics import Applied, applied, lua_time
-
-if TYPE_CHECKING:
-    from .state_store import StateStore
-
-#: The journal topic.
-BAN = "ban"
+from .topics import BAN, Applied, Store, applied, lua_time
 
 __all__ = [
     "ADDRESS_INDEX",
@@ -51,9 +46,11 @@ class BanStorage:
     label = "bans and lifts"
     cached = True
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Store, networks: NetworkBans, mirror: BanMirror) -> None:
         self._store = store
-        self.networks = NetworkBans(store)
+        self.networks = networks
+        networks.after_read = self.reconcile
+        self._mirror = mirror
         store.invalidations.on(BAN, self._changed_elsewhere)
 
     # -- changes ---------------------------------------------------------------------------
@@ -78,7 +75,7 @@ class BanStorage:
     def write(self, change: Change, *, replay: bool) -> Applied:
         write = self.networks.write if "/" in change.target else self._write_address
         done = write(change)
-        self._store.mirror.changed(change, done.written)
+        self._mirror.changed(change, done.written)
         return done
 
     def _write_address(self, change: Change) -> Applied:
@@ -118,7 +115,7 @@ class BanStorage:
 
         version = store.call(lambda r: r.safe_operation(_update))
         if isinstance(version, int):
-            store.mirror.moved(version)
+            self._mirror.moved(version)
 
     def _changed_elsewhere(self, target: str) -> None:
         if not target or "/" in target:

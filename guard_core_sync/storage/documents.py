@@ -9,19 +9,12 @@ stored outright, since they can be fetched again.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from guard_core.journal import Change
 from guard_core.lua_scripts import DOCUMENT_WRITE
 from guard_core.outcome import Unavailable
 
-from .topics import Applied, applied, lua_time
-
-if TYPE_CHECKING:
-    from .state_store import StateStore
-
-#: The journal topic.
-DOCUMENT = "document"
+from .topics import DOCUMENT, Applied, Store, applied, lua_time
 
 
 class DocumentStorage:
@@ -31,7 +24,7 @@ class DocumentStorage:
     label = "configuration documents"
     cached = True
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     def change(self, namespace: str, name: str, document: str, at: float) -> Change:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from guard_core.ban_store import BanRecord, decode_ban, encode_ban
 from guard_core.ip_utils import parse_network
@@ -27,10 +28,7 @@ from guard_core.redaction import escape_control
 from guard_core.refresh import RefreshClaim
 
 from ..handlers.redis_handler import SCAN_COUNT
-from .topics import Applied, applied, lua_time
-
-if TYPE_CHECKING:
-    from .state_store import StateStore
+from .topics import Applied, Store, applied, lua_time
 
 VERSION_FIELD = "#version"
 
@@ -38,8 +36,11 @@ VERSION_FIELD = "#version"
 class NetworkBans:
     """The network bans of one store: written through the journal, read as an index."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
+        #: Awaited after each read of the index (the bans module forgets, then, the bans
+        #: made here that Redis no longer holds).
+        self.after_read: Callable[[], Any] | None = None  # an `def` in this face
         #: The index as last read (with the lifts made here since applied).
         self.index: NetworkIndex[BanRecord] = NetworkIndex()
         # the index's `#version` as last read (`versioned`: with the restarts seen then)
@@ -80,7 +81,7 @@ class NetworkBans:
             self._refresh.expire()
             return UNAVAILABLE
         if version is not None and store.versioned(version) == self._version:
-            store.bans.reconcile()
+            self._after_read()
             return self.index
         with self._lock:
             self._reads += 1
@@ -109,8 +110,12 @@ class NetworkBans:
             self._installed = number
             self.index = index
             self._version = store.versioned(raw.get(VERSION_FIELD))
-        store.bans.reconcile()
+        self._after_read()
         return index
+
+    def _after_read(self) -> None:
+        if self.after_read is not None:
+            self.after_read()
 
     def write(self, change: Change) -> Applied:
         """Write a ban or a lift of a network."""

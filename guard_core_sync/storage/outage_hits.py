@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING
 
 from guard_core.journal import Change
 from guard_core.lua_scripts import WINDOW_MERGE
@@ -26,13 +25,7 @@ from guard_core.outcome import Unavailable, Written
 from guard_core.sliding_window import WindowResult
 
 from .membership import Membership
-from .topics import Applied
-
-if TYPE_CHECKING:
-    from .state_store import StateStore
-
-#: Journal topic: hits counted during an outage, to be written into a shared window.
-WINDOW_HITS = "window_hits"
+from .topics import WINDOW_HITS, Applied, Store
 
 
 class OutageShare:
@@ -43,13 +36,11 @@ class OutageShare:
     label = "rate-limit hits counted during the outage"
     cached = False
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
         self.membership = Membership(store)
         self._windows: dict[str, OutageWindows] = {}
         self._lock = threading.Lock()
-        store.add_tick_task(self.membership.tick)
-        store.add_close_task(self.membership.leave)
 
     def windows(self, namespace: str, max_keys: int) -> OutageWindows:
         """The warm windows of `namespace` (made on first use, bounded to `max_keys`)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
 
 from guard_core.journal import Change
 from guard_core.keys import CUSTOM_PATTERNS as CUSTOM_KEY
@@ -19,13 +18,8 @@ from guard_core.keys import PATTERN_CHANGES, PATTERNS
 from guard_core.lua_scripts import PATTERN_WRITE
 from guard_core.outcome import Unavailable
 
-from .topics import Applied, applied, lua_time
-
-if TYPE_CHECKING:
-    from .state_store import StateStore
-
-#: The journal topic.
-PATTERN = "pattern"
+from .documents import DocumentStorage
+from .topics import PATTERN, Applied, Store, applied, lua_time
 
 
 class PatternStorage:
@@ -35,8 +29,9 @@ class PatternStorage:
     label = "custom pattern changes"
     cached = True
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Store, documents: DocumentStorage) -> None:
         self._store = store
+        self._documents = documents
 
     def change(self, pattern: str, added: bool) -> Change:
         """The journal change adding (or removing) `pattern`."""
@@ -48,7 +43,7 @@ class PatternStorage:
 
     def read(self) -> str | Unavailable | None:
         """The stored JSON array of custom patterns (None: absent)."""
-        return self._store.documents.get(PATTERNS, CUSTOM_KEY)
+        return self._documents.get(PATTERNS, CUSTOM_KEY)
 
     def write(self, change: Change, *, replay: bool) -> Applied:
         keys = [(PATTERNS, CUSTOM_KEY), (PATTERN_CHANGES, CUSTOM_KEY)]

@@ -33,13 +33,14 @@ from guard_core.primitives import Ticker, all_at_once
 from guard_core.write_back import Replay, WriteBackSchedule
 
 from ..handlers.redis_handler import RedisManager
-from .bans import BAN, BanStorage
+from .bans import BanStorage
 from .documents import DocumentStorage
 from .invalidation import Invalidations
 from .mirror import BanMirror
+from .network_bans import NetworkBans
 from .outage_hits import OutageShare
 from .patterns import PatternStorage
-from .topics import Applied, Topic
+from .topics import BAN, Applied, Topic
 from .windows import WindowStorage
 
 #: Changes a caller writes back itself, at most, when no background flusher runs (a store
@@ -81,14 +82,17 @@ class StateStore:
         self._close_tasks: list[TickTask] = []
         # changes pushed by every instance: ban verdicts held here, caches dropped on change
         self.invalidations = Invalidations(redis if self.sharing else None, BAN)
-        self.bans = BanStorage(self)
+        networks = NetworkBans(self)
         #: Every ban Redis holds, to answer during an outage.
-        self.mirror = BanMirror(self)
-        self.patterns = PatternStorage(self)
+        self.mirror = BanMirror(self, networks)
+        self.bans = BanStorage(self, networks, self.mirror)
         self.documents = DocumentStorage(self)
+        self.patterns = PatternStorage(self, self.documents)
         self.windows = WindowStorage(self)
         #: Rate limits during an outage: the live instances, the warm windows, the hits.
         self.outage = OutageShare(self)
+        self.add_tick_task(self.outage.membership.tick)  # a heartbeat on every tick
+        self.add_close_task(self.outage.membership.leave)
         for topic in (self.bans, self.patterns, self.documents, self.windows, self.outage):
             self.add_topic(topic)
 
@@ -162,9 +166,11 @@ class StateStore:
     def close(self) -> None:
         """Stop the flusher, then write pending changes within `redis_close_flush_timeout`."""
         self._ticker.stop()
+        # the followers first: one running after the close tasks would send a heartbeat of
+        # an instance that has left (and announce it joining again)
+        self.invalidations.stop()
         for task in self._close_tasks:
             task()
-        self.invalidations.stop()
         redis = self.redis
         if redis is None or not self.sharing or not self.journal.has_pending:
             return
