@@ -31,6 +31,7 @@ SERVER_MATRIX_MODULES = frozenset(
         "test_outage_mirror",
         "test_fault_injection",
         "test_hung_redis",
+        "test_restart_latency",
         "test_state_layer",
         "test_connection_budget",
         "test_keyspace_scans",
