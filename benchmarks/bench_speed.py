@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -179,7 +178,7 @@ def main() -> None:
     parser.add_argument("--chart", default=str(HERE / "speed.png"))
     args = parser.parse_args()
 
-    from guard_core.testing import LocalRedisServer
+    from guard_core.testing import LocalRedisServer, server_available
 
     print(f"Machine: {machine()}")
     rows: Rows = {}
@@ -188,7 +187,7 @@ def main() -> None:
         print(
             f"(guard-core 4.4.0 left out: {args.peer_python} does not exist; `make bench` makes it)"
         )
-    if shutil.which("redis-server") is None:
+    if not server_available():
         print(
             "Skipping the Redis rows: redis-server is not installed "
             "(`make redis-server` installs it); in-memory rows only."
@@ -219,7 +218,7 @@ def main() -> None:
     print("EVALSHA of the same script for the rate-limit check; 4.4.0 runs without hiredis.\n")
     print(table(rows))
     print()
-    if shutil.which("redis-server") is not None:
+    if server_available():
         print(propagation_table(with_hiredis["propagation"]))
         print()
     print(chart(rows, Path(args.chart)))

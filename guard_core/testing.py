@@ -4,11 +4,19 @@ server, a Cluster (`LocalRedisCluster`), or a master with replicas and sentinels
 
 It never listens beyond loopback, keeps no data on disk, and is stopped on exit. With
 `tls=ServerTLS(...)` it speaks TLS only (no plain-text port).
+
+The binary is `redis-server` on PATH, or the one named by the environment variable
+`GUARD_TEST_SERVER_BIN` (a `redis-server` or `valkey-server`; its `redis-cli` or
+`valkey-cli` beside it creates Clusters, and sentinels run as `--sentinel` of it).
+`server_version()` tells which server and version that is (Redis 6.2 and later, Valkey).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -34,28 +42,54 @@ _PORT_RANGE = (20000, 32767)
 _ports_given: set[int] = set()
 
 
-def free_port() -> int:
+def free_port(bus_offset: int = 0) -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now, outside the ephemeral range and
-    not handed out before by this process (the kernel's own choice if none is found)."""
+    not handed out before by this process (the kernel's own choice if none is found).
+
+    With `bus_offset`, `port + bus_offset` is free and in that range too, and handed out
+    with it (a Redis 6.2 Cluster node's bus port is its port + 10000); no kernel choice
+    then: RuntimeError when no such pair is found.
+    """
+    low, high = _PORT_RANGE
     for _ in range(200):
-        port = random.randint(*_PORT_RANGE)
-        if port in _ports_given:
+        port = random.randint(low, high - bus_offset)
+        pair = {port, port + bus_offset}
+        if pair & _ports_given or not all(_bindable(p) for p in pair):
             continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _ports_given.add(port)
+        _ports_given.update(pair)
         return port
+    if bus_offset:
+        raise RuntimeError(f"no free pair of ports {bus_offset} apart on 127.0.0.1")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         chosen: int = sock.getsockname()[1]
         return chosen
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+#: The environment variable naming the server binary the harness runs.
+SERVER_BIN_ENV = "GUARD_TEST_SERVER_BIN"
+
+
 def redis_server_binary() -> str:
-    """Path of `redis-server`, or a RuntimeError saying how to install it."""
+    """Path of the server binary: `$GUARD_TEST_SERVER_BIN` when set, else `redis-server` on
+    PATH; a RuntimeError saying how to install it."""
+    chosen = os.environ.get(SERVER_BIN_ENV)
+    if chosen:
+        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            raise RuntimeError(
+                f"{SERVER_BIN_ENV}={chosen!r} is not an executable file "
+                "(`make servers` installs Valkey 8 and Redis 6.2 under .servers/)"
+            )
+        return os.path.abspath(chosen)
     path = shutil.which("redis-server")
     if path is None:
         raise RuntimeError(
@@ -63,6 +97,74 @@ def redis_server_binary() -> str:
             "(apt-get install -y redis-server)"
         )
     return path
+
+
+def server_available() -> bool:
+    """Whether `redis_server_binary()` finds a server binary."""
+    try:
+        redis_server_binary()
+    except RuntimeError:
+        return False
+    return True
+
+
+def redis_cli_binary() -> str:
+    """Path of the command-line client of `redis_server_binary()`: the `-cli` beside a
+    `$GUARD_TEST_SERVER_BIN`, else `redis-cli` on PATH."""
+    chosen = os.environ.get(SERVER_BIN_ENV)
+    if chosen:
+        server = redis_server_binary()
+        name = os.path.basename(server)
+        cli = os.path.join(os.path.dirname(server), name.replace("-server", "-cli"))
+        if name == os.path.basename(cli) or not os.access(cli, os.X_OK):
+            raise RuntimeError(f"no {name.replace('-server', '-cli')} beside {server}")
+        return cli
+    path = shutil.which("redis-cli")
+    if path is None:
+        raise RuntimeError("redis-cli is not installed (it comes with redis-server)")
+    return path
+
+
+@dataclass(frozen=True, order=True)
+class ServerVersion:
+    """Which server a binary is: `name` "redis" or "valkey", and its version."""
+
+    name: str
+    version: tuple[int, int, int]
+
+    def at_least(self, major: int, minor: int = 0) -> bool:
+        return self.version[:2] >= (major, minor)
+
+    def __str__(self) -> str:
+        return f"{self.name.capitalize()} {'.'.join(map(str, self.version))}"
+
+
+_VERSION = re.compile(r"^(Redis|Valkey|KeyDB) server v=(\d+)\.(\d+)\.(\d+)", re.IGNORECASE)
+
+
+@functools.cache
+def _version_of(binary: str) -> ServerVersion:
+    output = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
+    found = _VERSION.match(output)
+    if found is None:
+        raise RuntimeError(f"{binary} --version does not name a server version: {output!r}")
+    name, *numbers = found.groups()
+    major, minor, patch = (int(n) for n in numbers)
+    return ServerVersion(name.lower(), (major, minor, patch))
+
+
+def server_version() -> ServerVersion:
+    """The server and version of `redis_server_binary()` (read once per binary)."""
+    return _version_of(redis_server_binary())
+
+
+def _own_bus_port() -> bool:
+    """Whether a Cluster node takes its bus port as an option (`cluster-port`: Redis 7.0,
+    every Valkey); before, the bus is always the node's port + 10000."""
+    version = server_version()
+    return version.name != "redis" or version.at_least(7)
 
 
 @dataclass(frozen=True)
@@ -179,6 +281,8 @@ class LocalRedisServer:
             time.sleep(0.02)
         self.stop()
         tail = (self._workdir / "redis.log").read_text(errors="replace")[-2000:]
+        if self.tls is not None and ("TLS support" in tail or "'tls-port" in tail):
+            tail += f"\n({server_version()} at {args[0]} was built without TLS)"
         raise RuntimeError(f"redis-server did not start on 127.0.0.1:{self.port}:\n{tail}")
 
     @property
@@ -294,21 +398,21 @@ class LocalRedisCluster:
                 "--tls-client-cert-file", tls.client_cert_file,
                 "--tls-client-key-file", tls.client_key_file,
             )  # fmt: skip
+        cluster_args = (
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(node_timeout_ms),
+        )  # fmt: skip
+        own_bus = _own_bus_port()
         self.nodes = [
+            # the bus port on a free port too: chosen (Redis 7.0+, Valkey), or port + 10000
+            # (Redis 6.2, which has no cluster-port), both free then
             LocalRedisServer(
-                tls=tls,
-                extra_args=(
-                    *tls_args,
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    str(node_timeout_ms),
-                    # the bus port on a free port too (by default it is port + 10000)
-                    "--cluster-port",
-                    str(free_port()),
-                ),
+                tls=tls, extra_args=(*tls_args, *cluster_args, "--cluster-port", str(free_port()))
+            )
+            if own_bus
+            else LocalRedisServer(
+                port=free_port(bus_offset=10000), tls=tls, extra_args=(*tls_args, *cluster_args)
             )
             for _ in range(primaries * (1 + replicas))
         ]
@@ -330,9 +434,7 @@ class LocalRedisCluster:
         try:
             for node in self.nodes:
                 node.start()
-            cli = shutil.which("redis-cli")
-            if cli is None:
-                raise RuntimeError("redis-cli is not installed (it comes with redis-server)")
+            cli = redis_cli_binary()
             addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
             tls_cli: list[str] = []
             if self.tls is not None:
@@ -340,7 +442,7 @@ class LocalRedisCluster:
                 if self.tls.client_cert_file and self.tls.client_key_file:
                     tls_cli += ["--cert", self.tls.client_cert_file]
                     tls_cli += ["--key", self.tls.client_key_file]
-            subprocess.run(
+            created = subprocess.run(
                 [
                     cli,
                     *tls_cli,
@@ -351,10 +453,13 @@ class LocalRedisCluster:
                     str(self.replicas),
                     "--cluster-yes",
                 ],
-                check=True,
+                check=False,
                 capture_output=True,
                 timeout=60,
             )
+            if created.returncode != 0:
+                output = (created.stdout + created.stderr).decode(errors="replace")[-2000:]
+                raise RuntimeError(f"{cli} --cluster create failed:\n{output}")
             _wait_for("cluster_state:ok on every node", self._all_ok, _START_TIMEOUT * 3)
         except BaseException:
             self.stop()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import io
 import re
-import string
 import sys
 import tokenize
 from pathlib import Path
@@ -84,6 +83,38 @@ MODULE_PATH = re.compile(
 )
 # Prose (comments, triple-quoted strings) is copied as it is, except code quoted in backticks.
 QUOTED_CODE = re.compile(r"`([^`\n]+)`")
+# Python 3.12+ tokenizes an f-string into parts, its fields as code tokens (PEP 701); 3.11
+# gives one STRING token. Missing on 3.11, where no token has these types.
+FSTRING_START = getattr(tokenize, "FSTRING_START", None)
+FSTRING_END = getattr(tokenize, "FSTRING_END", None)
+
+
+def tokens_of(text: str) -> list[tokenize.TokenInfo]:
+    """The tokens of `text` as Python 3.11 gives them on every Python: an f-string is one
+    STRING token, its fields unread, so that the generated face and the leftovers report
+    do not depend on the Python that runs the generator."""
+    folded: list[tokenize.TokenInfo] = []
+    depth, start = 0, None
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type == FSTRING_START:
+            depth += 1
+            if depth == 1:
+                start = token
+        elif token.type == FSTRING_END and depth:
+            depth -= 1
+            if depth == 0 and start is not None:
+                lines = text.splitlines(keepends=True)[start.start[0] - 1 : token.end[0]]
+                whole = "".join(lines)
+                last = sum(len(line) for line in lines[:-1]) + token.end[1]
+                folded.append(
+                    tokenize.TokenInfo(
+                        tokenize.STRING, whole[start.start[1] : last], start.start,
+                        token.end, start.line,
+                    )
+                )  # fmt: skip
+        elif not depth:
+            folded.append(token)
+    return folded
 
 
 def rewrite_prose(text: str) -> str:
@@ -100,7 +131,7 @@ def rewrite(text: str, used: set[str]) -> str:
         return starts[position[0] - 1] + position[1]
 
     try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+        tokens = tokens_of(text)
     except (tokenize.TokenError, SyntaxError):  # a fragment quoted in prose
         return text
     edits: list[tuple[int, int, str]] = []
@@ -135,7 +166,7 @@ def async_leftovers(text: str, line: int = 0) -> list[str]:
     comments are prose, not code)."""
     found: list[str] = []
     try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+        tokens = tokens_of(text)
     except (tokenize.TokenError, SyntaxError):  # a field cut short at a `:` slice
         return found
     for token in tokens:
@@ -145,12 +176,36 @@ def async_leftovers(text: str, line: int = 0) -> list[str]:
         ):
             found.append(f"line {row}: {name}")
         elif token.type == tokenize.STRING and "f" in name[: name.index(name[-1])].lower():
-            try:
-                fields = [f[1] for f in string.Formatter().parse(name) if f[1]]
-            except ValueError:
-                fields = []
-            found += [hit for f in fields for hit in async_leftovers(f"({f})", row - 1)]
+            for down, field in fstring_fields(name):
+                found += async_leftovers(f"({field})", row - 1 + down)
     return found
+
+
+def fstring_fields(literal: str) -> list[tuple[int, str]]:
+    """The replacement fields of an f-string literal, each with its conversion and format
+    spec (nested fields and f-strings stay inside, for the caller to read again), after the
+    number of lines of the literal before it."""
+    quote = literal[-3:] if literal.endswith(('"""', "'''")) else literal[-1]
+    body = literal[literal.index(quote) + len(quote) : -len(quote)]
+    fields: list[tuple[int, str]] = []
+    depth, start, i = 0, 0, 0
+    while i < len(body):
+        char = body[i]
+        if depth == 0 and body.startswith(("{{", "}}"), i):
+            i += 2
+            continue
+        if char == "{":
+            depth += 1
+            start = i + 1 if depth == 1 else start
+        elif char == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                fields.append((body.count("\n", 0, start), body[start:i]))
+        elif depth and char in "\"'":  # a string inside a field: its braces are text
+            end = body.find(char, i + 1)
+            i = len(body) if end < 0 else end
+        i += 1
+    return fields
 
 
 def face_files(source: Path, paths: list[str] | None) -> list[Path]:

@@ -12,8 +12,9 @@ from click.testing import CliRunner, Result
 
 import guard_core_sync
 from guard_core.cli.app import cli
+from guard_core.cli.state import server_fields
 from guard_core.models import SecurityConfig
-from guard_core.testing import LocalRedisServer, free_port
+from guard_core.testing import LocalRedisServer, free_port, server_version
 
 SECRET = "pw-s3cr3t-Zq9"
 
@@ -78,6 +79,11 @@ def test_status_reports_mode_server_latency_breaker_and_keys(
     assert data["redis"]["prefix"] == env["GUARD_CORE_REDIS_PREFIX"]
     assert data["redis"]["topology"].startswith("standalone")
     assert data["server"]["redis_version"].count(".") == 2
+    # the server's own name and version: Valkey's redis_version is the Redis one it answers as
+    running = server_version()
+    assert data["server"]["server_name"] == running.name
+    assert data["server"]["server_version"] == ".".join(map(str, running.version))
+    assert data["server"]["redis_mode"] == "standalone"
     assert data["breaker"]["state"] == "closed"
     assert 0 < data["latency_ms"]["min"] <= data["latency_ms"]["max"]
     assert data["keys"]["banned_ips"] == 1
@@ -89,7 +95,27 @@ def test_status_reports_mode_server_latency_breaker_and_keys(
     table = ok(env, "status").stdout
     assert "redis (state shared through Redis)" in table
     assert "standalone" in table
+    assert f"{running}, up" in table  # "Valkey 8.1.8, up ..." / "Redis 7.0.15, up ..."
     assert "banned_ips" in table and "closed" in table
+
+
+def test_status_names_valkey_by_its_own_version_and_mode() -> None:
+    # Valkey 8's INFO: redis_version is the Redis version it answers as; no redis_mode
+    valkey = {"redis_version": "7.2.4", "server_name": "valkey", "valkey_version": "8.1.8"}
+    assert server_fields({**valkey, "server_mode": "cluster", "role": "master"}) == {
+        "redis_version": "7.2.4",
+        "redis_mode": "cluster",
+        "role": "master",
+        "server_name": "valkey",
+        "server_version": "8.1.8",
+    }
+    assert server_fields({"redis_version": "6.2.5", "redis_mode": "standalone"}) == {
+        "redis_version": "6.2.5",
+        "redis_mode": "standalone",
+        "server_name": "redis",
+        "server_version": "6.2.5",
+    }
+    assert server_fields({}) == {}  # INFO not permitted
 
 
 def test_status_lists_cached_cloud_ranges(env: dict[str, str], app: guard_core_sync.Guard) -> None:

@@ -116,6 +116,24 @@ def test_async_names_left_in_code_are_reported() -> None:
     assert unasync.async_leftovers("def async_helper() -> None: ...\n") == ["line 1: async_helper"]
 
 
+def test_f_strings_read_alike_on_every_python() -> None:
+    # Python 3.12+ tokenizes f-string fields as code (PEP 701), 3.11 does not: the generator
+    # reads an f-string whole on each, so the sync face and the report do not depend on it
+    source = (
+        'x = f"""a {await g()} {{await}}\n'
+        "b {f'{AsyncThing!r:>{width}}'} {d['}']} c\"\"\"\n"
+        "y = httpx.AsyncClient()\n"
+    )
+    rewritten = unasync.rewrite(source, set())
+    assert rewritten == source.replace("httpx.AsyncClient", "httpx.Client")
+    assert [token.string for token in unasync.tokens_of(source)][:3] == [
+        "x",
+        "=",
+        source[len("x = ") : source.index("\ny")],
+    ]
+    assert unasync.async_leftovers(rewritten) == ["line 1: await", "line 2: AsyncThing"]
+
+
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     for tree in ("scripts", "guard_core", "guard_core_sync", "tests/_async", "tests/_sync"):

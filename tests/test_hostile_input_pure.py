@@ -274,6 +274,9 @@ def test_text_rule(value: Any, allow_empty: bool) -> None:
 
 @PURE
 @given(address=st.ip_addresses())
+# IPv4-mapped IPv6, which Python 3.13 writes dotted and 3.11/3.12 in hex
+@example(address=IPv6Address("::ffff:0:0"))
+@example(address=IPv6Address("::ffff:c000:201"))
 def test_every_textual_form_of_an_address_has_one_canonical_text(address: Any) -> None:
     expected = canonical(address)
     for form in textual_forms(address):
@@ -282,6 +285,25 @@ def test_every_textual_form_of_an_address_has_one_canonical_text(address: Any) -
     assert canonical_ip(address) == expected  # an address object is accepted as it is
     assert canonical_ip(expected) == expected
     assert is_loopback(expected) is ip_address(expected).is_loopback
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "::ffff:192.0.2.1",
+        "::ffff:c000:201",
+        "0000:0000:0000:0000:0000:ffff:192.0.2.1",  # 3.13's exploded text
+        "0000:0000:0000:0000:0000:ffff:c000:0201",  # 3.11's and 3.12's
+        "0:0:0:0:0:FFFF:C000:201",
+    ],
+)
+def test_an_ipv4_mapped_address_is_its_ipv4_address_on_every_python(form: str) -> None:
+    # the canonical text is the IPv4 one, never the Python's own IPv6 text of the address
+    # (3.13 writes `::ffff:192.0.2.1`, 3.11 and 3.12 `::ffff:c000:201`)
+    assert canonical_ip(form) == "192.0.2.1"
+    assert canonical_ip(IPv6Address(form)) == "192.0.2.1"
+    assert str(parse_network(form + "/128")) == "192.0.2.1/32"
+    assert str(parse_network("::ffff:0:0/96")) == "0.0.0.0/0"
 
 
 @PURE

@@ -14,6 +14,12 @@ import guard_core_sync
 from guard_core.models import SecurityConfig
 from guard_core.testing import LocalRedisServer
 
+# Forking a process with threads running is what these tests check (a guard made before a
+# pre-fork server's fork); Python 3.12+ warns on every such fork.
+FORKS_WITH_THREADS = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
+)
+
 
 def test_async_guard_reused_on_new_event_loops(
     redis_server: LocalRedisServer, caplog: pytest.LogCaptureFixture
@@ -46,6 +52,7 @@ def test_async_guard_starts_again_after_close(redis_server: LocalRedisServer) ->
     assert asyncio.run(run()) == ["redis", "redis"]
 
 
+@FORKS_WITH_THREADS
 def test_sync_guard_used_in_a_forked_child(redis_server: LocalRedisServer) -> None:
     config = SecurityConfig(redis_url=redis_server.url, redis_prefix="fork:")
     with guard_core_sync.Guard(config) as guard:
@@ -67,6 +74,7 @@ def test_sync_guard_used_in_a_forked_child(redis_server: LocalRedisServer) -> No
         assert (guard.health()).status == "redis"
 
 
+@FORKS_WITH_THREADS
 def test_process_guard_makes_a_new_guard_in_a_forked_child(redis_server: LocalRedisServer) -> None:
     """What `gunicorn --preload` does: the app (and a used guard) exists before the fork;
     each worker must get a guard of its own, started, while the parent keeps its own."""

@@ -264,11 +264,17 @@ def _server_line(server: dict[str, Any]) -> str:
     if not server:
         return "unknown (INFO not permitted)"
     return (
-        f"Redis {server.get('redis_version', '?')}, up {span(server.get('uptime_in_seconds'))}, "
+        f"{_server_name(server)} {server.get('server_version', '?')}, "
+        f"up {span(server.get('uptime_in_seconds'))}, "
         f"{server.get('connected_clients', '?')} clients, "
         f"{server.get('used_memory_human', '?')} used, "
         f"maxmemory-policy {server.get('maxmemory_policy', '?')}"
     )
+
+
+def _server_name(server: dict[str, Any]) -> str:
+    name = str(server.get("server_name", "redis"))
+    return {"redis": "Redis", "valkey": "Valkey"}.get(name, name)
 
 
 def _breaker_line(breaker: dict[str, Any]) -> str:

@@ -8,14 +8,13 @@ benchmarks/README.md come from the fuller `make bench`.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 from guard_core.models import SecurityConfig
-from guard_core.testing import LocalRedisServer
+from guard_core.testing import LocalRedisServer, server_available
 from guard_core_sync import Guard
 
 
@@ -55,7 +54,7 @@ def _run(guard: Guard, mode: str, ops: int) -> list[dict[str, Any]]:
 
 def run_bench(ops: int) -> list[dict[str, Any]]:
     """Rows of operation, mode ("redis", "degraded" or "memory"), calls/s, median, p99."""
-    if shutil.which("redis-server") is None:
+    if not server_available():
         with Guard(SecurityConfig(enable_redis=False)) as guard:
             return _run(guard, "memory", ops)
     with LocalRedisServer() as server:

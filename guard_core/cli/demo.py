@@ -9,7 +9,6 @@ the demo runs in memory and says so. Needs nothing beyond the library (no click,
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,7 +20,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 import guard_core
 import guard_core_sync
 from guard_core.models import RateLimitResult, SecurityConfig
-from guard_core.testing import LocalRedisServer
+from guard_core.testing import LocalRedisServer, server_available
 
 T = TypeVar("T")
 
@@ -116,7 +115,7 @@ def _quiet_library_log() -> Iterator[None]:
 def _tell(use_redis: bool) -> None:
     _say("guard-core demo: two instances of one application share their security state")
     _say("through Redis, and keep protecting when Redis fails.")
-    if use_redis and shutil.which("redis-server") is None:
+    if use_redis and not server_available():
         _say()
         _say("redis-server is not installed, so this run keeps each instance's state in its own")
         _say("memory (as enable_redis=False does). `make demo` installs it for the shared story.")

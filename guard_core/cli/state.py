@@ -20,7 +20,7 @@ from guard_core_sync import Guard
 
 #: The namespaces guard-core writes (the key layout: `{prefix}{namespace}:{key}`).
 KNOWN_NAMESPACES = tuple(NAMESPACES)
-#: INFO fields shown by `status`.
+#: INFO fields shown by `status` (with `server_name` and `server_version`, see `server_info`).
 SERVER_FIELDS = (
     "redis_version",
     "redis_mode",
@@ -79,7 +79,25 @@ def server_info(guard: Guard) -> dict[str, Any]:
         info = guard.redis.safe_operation(lambda conn: conn.info())
     except GuardRedisError:
         return {}
-    return {name: info[name] for name in SERVER_FIELDS if name in info}
+    return server_fields(info)
+
+
+def server_fields(info: dict[str, Any]) -> dict[str, Any]:
+    """The `SERVER_FIELDS` of an INFO reply, and which server it is in `server_name`
+    (`redis` or `valkey`) and `server_version` (its own version).
+
+    Valkey's `redis_version` is the Redis version it answers as (7.2.4 for Valkey 8), its
+    own is `valkey_version`; Valkey 8 names its mode `server_mode` only, not `redis_mode`.
+    """
+    found = {name: info[name] for name in SERVER_FIELDS if name in info}
+    if "redis_mode" not in found and "server_mode" in info:
+        found["redis_mode"] = info["server_mode"]
+    name = str(info.get("server_name") or "redis").lower()
+    version = info.get(f"{name}_version", info.get("redis_version"))
+    if version is not None or "server_name" in info:
+        found["server_name"] = name
+        found["server_version"] = version
+    return found
 
 
 def latency_ms(guard: Guard, samples: int = 5) -> dict[str, float]:

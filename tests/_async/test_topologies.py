@@ -424,6 +424,7 @@ def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis
         yield cluster
 
 
+@pytest.mark.tls_server
 async def test_cluster_over_tls(tls_cluster: LocalRedisCluster) -> None:
     assert tls_cluster.url.startswith("rediss+cluster://")
     config = SecurityConfig(redis_url=tls_cluster.url)
@@ -452,6 +453,7 @@ async def test_cluster_over_tls(tls_cluster: LocalRedisCluster) -> None:
         await refused.close()
 
 
+@pytest.mark.tls_server
 async def test_sentinel_over_tls_follows_a_failover(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

@@ -426,6 +426,7 @@ def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis
         yield cluster
 
 
+@pytest.mark.tls_server
 def test_cluster_over_tls(tls_cluster: LocalRedisCluster) -> None:
     assert tls_cluster.url.startswith("rediss+cluster://")
     config = SecurityConfig(redis_url=tls_cluster.url)
@@ -454,6 +455,7 @@ def test_cluster_over_tls(tls_cluster: LocalRedisCluster) -> None:
         refused.close()
 
 
+@pytest.mark.tls_server
 def test_sentinel_over_tls_follows_a_failover(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

@@ -300,16 +300,19 @@ def textual_forms(address: IPv4Address | IPv6Address) -> list[str]:
             mapped.exploded,
             mapped.exploded.upper(),
         ]
-    groups = address.exploded.split(":")
+    # the eight groups in hex, built here: Python 3.13 writes an IPv4-mapped address's last
+    # 32 bits dotted in its own texts (`::ffff:1.2.3.4`, 3.11 and 3.12 `::ffff:102:304`)
+    groups = [f"{(int(address) >> (16 * (7 - k))) & 0xFFFF:04x}" for k in range(8)]
     tail = IPv4Address(int(address) & 0xFFFF_FFFF)
     return [
         address.compressed,
         address.compressed.upper(),
         address.exploded,
         address.exploded.upper(),
+        ":".join(groups),
         ":".join(group.lstrip("0") or "0" for group in groups),
         ":".join(groups[:6]) + f":{tail}",
-        "".join(ch.upper() if i % 2 else ch for i, ch in enumerate(address.exploded)),
+        "".join(ch.upper() if i % 2 else ch for i, ch in enumerate(":".join(groups))),
     ]
 
 
