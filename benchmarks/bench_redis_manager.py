@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,7 +28,10 @@ import guard_core_sync
 from guard_core import SecurityConfig
 from guard_core.keys import build_key
 from guard_core.redis_url import Topology, parse_redis_url
-from guard_core.testing import LocalRedisCluster, LocalRedisSentinel, LocalRedisServer
+from guard_core.testing import LocalRedisServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the suite's topologies
+from tests.support.topologies import LocalRedisCluster, LocalRedisSentinel
 
 TOPOLOGIES = ("standalone", "sentinel", "cluster")
 MANY = [f"10.0.0.{n}" for n in range(10)]  # get_many: 10 keys (10 slots on a Cluster)

@@ -11,13 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from guard_core.testing import (
-    LocalRedisCluster,
-    LocalRedisSentinel,
-    LocalRedisServer,
-    redis_server_binary,
-    server_version,
-)
+from guard_core.testing import LocalRedisServer, redis_server_binary, server_version
+from tests.support.topologies import LocalRedisCluster, LocalRedisSentinel
 
 #: The modules (either face) whose tests `make matrix` runs again on each server it has
 #: (`-m server_matrix`): one server, Sentinel and Cluster, outages, invalidation, the Lua

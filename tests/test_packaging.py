@@ -82,6 +82,11 @@ def test_wheel_holds_both_faces_lua_scripts_and_typing_markers(wheel: Path) -> N
     assert lua, "no Lua scripts in the source tree"
     assert {f"guard_core/lua/{name}" for name in lua} <= names
     assert "guard_core/cli/app.py" in names
+    assert "guard_core/cli/commands/ratelimit.py" in names  # the commands, one per module
+    # the suite's topologies stay in the tests; the wheel ships the one throwaway server
+    testing = zipfile.ZipFile(wheel).read("guard_core/testing.py").decode()
+    assert "class LocalRedisServer" in testing
+    assert "class LocalRedisCluster" not in testing and "class LocalRedisSentinel" not in testing
     assert not any(name.startswith(("tests/", "benchmarks/", "examples/")) for name in names)
 
 

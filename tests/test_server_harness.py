@@ -37,7 +37,7 @@ def test_the_setting_names_the_server_its_cli_beside_it_and_its_version(
     assert redis_cli_binary() == str(tmp_path / "valkey-cli")
     assert server_version() == ServerVersion("valkey", (8, 1, 8))
     assert str(server_version()) == "Valkey 8.1.8"
-    assert testing._own_bus_port()
+    assert testing.own_bus_port()
 
 
 def test_redis_6_2_has_no_cluster_port_option(
@@ -47,7 +47,7 @@ def test_redis_6_2_has_no_cluster_port_option(
     monkeypatch.setenv(SERVER_BIN_ENV, str(server))
     assert server_version() == ServerVersion("redis", (6, 2, 5))
     assert not server_version().at_least(7)
-    assert not testing._own_bus_port()
+    assert not testing.own_bus_port()
     with pytest.raises(RuntimeError, match="no redis-cli beside"):
         redis_cli_binary()
 

@@ -67,9 +67,9 @@ class SecurityHeadersManager:
         self.redis_handler = redis_handler
         self.logger = get_logger("security_headers")
         self._clock = clock
-        self._shared = (
-            redis_handler is not None and config.enable_redis and redis_handler.config.enable_redis
-        )
+        self._store = StateStore.for_subsystem(config, redis_handler, store)
+        #: Whether the configuration is shared through Redis (configurations are frozen).
+        self._shared = self._store.sharing
         # Guards the fields below; held only for short sections with no I/O.
         self._lock = threading.Lock()
         self._current = DEFAULT_CONFIG
@@ -81,7 +81,6 @@ class SecurityHeadersManager:
         self._rejected: int | None = None
         # Serialises read-modify-write in configure()/reset() of this instance.
         self._write_lock = AsyncLock()
-        self._store = StateStore.for_subsystem(config, redis_handler, store)
         self._store.subscribe(DOCUMENT, self._written_back)
         self._store.invalidations.on(DOCUMENT, self._changed_elsewhere)
         self._store.invalidations.follow(DOCUMENT, self._follow)

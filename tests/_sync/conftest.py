@@ -13,8 +13,9 @@ import redis
 
 from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core.models import SecurityConfig
-from guard_core.testing import LocalRedisCluster, LocalRedisSentinel, LocalRedisServer
+from guard_core.testing import LocalRedisServer
 from tests.support.backends import REAL_TOPOLOGIES, Backend, ClusterInspect, StateEnv
+from tests.support.topologies import LocalRedisCluster, LocalRedisSentinel
 
 
 @pytest.fixture

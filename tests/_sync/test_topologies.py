@@ -32,10 +32,11 @@ from guard_core.keys import build_key
 from guard_core.models import SecurityConfig
 from guard_core.primitives import Slots, sleep
 from guard_core.redis_url import parse_redis_url
-from guard_core.testing import LocalRedisCluster, LocalRedisSentinel, ServerTLS, free_port
+from guard_core.testing import ServerTLS, free_port
 from tests.support.agents import RecordingAgent
 from tests.support.backends import Backend
 from tests.support.pki import make_test_pki
+from tests.support.topologies import LocalRedisCluster, LocalRedisSentinel
 from tests.support.workers import WORKERS, run_workers
 
 pytestmark = pytest.mark.sync
