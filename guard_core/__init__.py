@@ -23,12 +23,12 @@ from guard_core.request_model import Decision, LimitState, RequestInfo
 from guard_core.security_headers import HeadersConfig
 from guard_core.version import __version__
 
+from .connection.manager import RedisManager
 from .guard import Guard
 from .handlers.behavior_handler import BehaviorTracker
 from .handlers.cloud_handler import CloudManager
 from .handlers.ipban_handler import IPBanManager
 from .handlers.ratelimit_handler import RateLimitManager
-from .handlers.redis_handler import RedisManager
 from .handlers.security_headers_handler import SecurityHeadersManager
 from .handlers.suspatterns_handler import SusPatternsManager
 from .request_check import RequestCheck

@@ -13,11 +13,11 @@ from guard_core.logs import get_logger
 from guard_core.models import GuardHealth, SecurityConfig
 from guard_core.redaction import redact_url
 
+from .connection.manager import RedisManager
 from .handlers.behavior_handler import BehaviorTracker
 from .handlers.cloud_handler import CloudManager
 from .handlers.ipban_handler import IPBanManager
 from .handlers.ratelimit_handler import RateLimitManager
-from .handlers.redis_handler import RedisManager
 from .handlers.security_headers_handler import SecurityHeadersManager
 from .handlers.suspatterns_handler import SusPatternsManager
 from .storage.state_store import StateStore

@@ -28,7 +28,15 @@ TREES = [
     (
         "guard_core",
         "guard_core_sync",
-        ["__init__.py", "py.typed", "guard.py", "handlers", "storage", "request_check.py"],
+        [
+            "__init__.py",
+            "py.typed",
+            "guard.py",
+            "connection",
+            "handlers",
+            "storage",
+            "request_check.py",
+        ],
     ),
     ("tests/_async", "tests/_sync", None),
 ]
@@ -37,6 +45,7 @@ SEQUENCES = {("async", word): word for word in ("def", "with", "for")} | {
     ("await",): "",
     ("redis", ".", "asyncio"): "redis",
     ("pytest", ".", "mark", ".", "anyio"): "pytest.mark.sync",
+    ("guard_core", ".", "connection"): "guard_core_sync.connection",
     ("guard_core", ".", "handlers"): "guard_core_sync.handlers",
     ("guard_core", ".", "guard"): "guard_core_sync.guard",
     ("guard_core", ".", "storage"): "guard_core_sync.storage",
@@ -79,7 +88,7 @@ CODE = (tokenize.NAME, tokenize.OP)
 # A string that is a whole module path of the face (a mock.patch target) names the sync one.
 # Logger names are no such strings: face code takes its logger from guard_core.logs.
 MODULE_PATH = re.compile(
-    r"""[rRbBuU]{0,2}(['"])guard_core\.(handlers|guard|storage|request_check)\b[\w.]*\1"""
+    r"""[rRbBuU]{0,2}(['"])guard_core\.(connection|handlers|guard|storage|request_check)\b[\w.]*\1"""
 )
 # Prose (comments, triple-quoted strings) is copied as it is, except code quoted in backticks.
 QUOTED_CODE = re.compile(r"`([^`\n]+)`")

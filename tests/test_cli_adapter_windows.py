@@ -75,9 +75,7 @@ def test_the_command_shows_and_resets_the_windows_an_adapter_counts_in(redis_url
         assert every["endpoint"] == f"*|{round(config.rate_limit_window)}s"
         assert (every["hits"], every["limit"]) == (2, config.rate_limit)
 
-        cleared = command(
-            env, "ratelimit", "reset", address, "--route", "/login", "--window", "60"
-        )
+        cleared = command(env, "ratelimit", "reset", address, "--route", "/login", "--window", "60")
         assert cleared["cleared"] == 2
         again = [client.get("/login").status_code for _ in range(LOGIN_LIMIT + 1)]
         assert again == [200] * LOGIN_LIMIT + [429]  # a fresh window: the reset reached it

@@ -60,7 +60,7 @@ def test_code_is_rewritten_and_comments_and_strings_are_not() -> None:
         "    # callers await the lock; an async_sleep here would be wrong\n"
         '    log = logging.getLogger("guard_core.patterns")\n'
         '    text = "await guard_core.handlers, AsyncLock"\n'
-        '    with mock.patch("guard_core.handlers.redis_client.build_client"):\n'
+        '    with mock.patch("guard_core.connection.client.build_client"):\n'
         "        async with lock:\n"
         "            await  async_sleep(1)\n"
     )
@@ -72,7 +72,7 @@ def test_code_is_rewritten_and_comments_and_strings_are_not() -> None:
         "    # callers await the lock; an async_sleep here would be wrong\n"
         '    log = logging.getLogger("guard_core.patterns")\n'
         '    text = "await guard_core.handlers, AsyncLock"\n'
-        '    with mock.patch("guard_core_sync.handlers.redis_client.build_client"):\n'
+        '    with mock.patch("guard_core_sync.connection.client.build_client"):\n'
         "        with lock:\n"
         "            sleep(1)\n"
     )

@@ -78,6 +78,7 @@ def test_wheel_holds_both_faces_lua_scripts_and_typing_markers(wheel: Path) -> N
         assert f"{face}/py.typed" in names
         assert f"{face}/guard.py" in names
         assert f"{face}/handlers/redis_handler.py" in names
+        assert f"{face}/connection/manager.py" in names
     lua = {Path(p).name for p in (ROOT / "guard_core" / "lua").glob("*.lua")}
     assert lua, "no Lua scripts in the source tree"
     assert {f"guard_core/lua/{name}" for name in lua} <= names

@@ -35,8 +35,8 @@ from guard_core.outcome import Unavailable
 from guard_core.primitives import AsyncLock
 from guard_core.redaction import Redactor, escape_control, redact_url
 
+from ..connection.manager import RedisManager
 from ..storage.state_store import StateStore
-from .redis_handler import RedisManager
 
 NAMESPACE = CLOUD_RANGES
 #: Bound on each download when the manager makes its own HTTP client, in seconds.

@@ -42,9 +42,9 @@ from guard_core.security_headers import (
     apply_changes,
 )
 
+from ..connection.manager import RedisManager
 from ..storage.state_store import StateStore
 from ..storage.topics import DOCUMENT
-from .redis_handler import RedisManager
 
 _MAX_REASON = 200
 

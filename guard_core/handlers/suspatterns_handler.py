@@ -29,9 +29,9 @@ from guard_core.outcome import Unavailable, Written
 from guard_core.redaction import escape_control
 from guard_core.refresh import RefreshClaim
 
+from ..connection.manager import RedisManager
 from ..storage.state_store import StateStore
 from ..storage.topics import PATTERN
-from .redis_handler import RedisManager
 
 __all__ = ["CUSTOM_KEY", "PATTERNS", "SusPatternsManager"]
 

@@ -37,7 +37,7 @@ from guard_core.keys import INVALIDATIONS
 from guard_core.logs import get_logger
 from guard_core.primitives import AsyncTicker, async_cancel_requested, async_sleep
 
-from ..handlers.redis_handler import RedisManager
+from ..connection.manager import RedisManager
 
 #: Seconds between attempts to subscribe again after the subscription dropped.
 RETRY_DELAY = 0.05

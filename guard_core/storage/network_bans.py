@@ -25,7 +25,7 @@ from guard_core.outcome import UNAVAILABLE, Unavailable, Written
 from guard_core.redaction import escape_control
 from guard_core.refresh import RefreshClaim
 
-from ..handlers.redis_handler import SCAN_COUNT
+from ..connection.manager import SCAN_COUNT
 from .topics import Applied, Store, applied, lua_time
 
 VERSION_FIELD = "#version"

@@ -20,7 +20,7 @@ from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable, Written
 
 if TYPE_CHECKING:
-    from ..handlers.redis_handler import RedisManager
+    from ..connection.manager import RedisManager
     from .invalidation import Invalidations
 
 

@@ -15,9 +15,9 @@ from guard_core.keys import BEHAVIOR_USAGE, encode_key_part
 from guard_core.models import SecurityConfig
 from guard_core.validation import check_count, check_seconds, check_text
 
+from ..connection.manager import RedisManager
 from ..storage.state_store import StateStore
-from .redis_handler import RedisManager
-from .window_store import SlidingWindowStore
+from ..storage.window_store import SlidingWindowStore
 
 
 class BehaviorTracker:

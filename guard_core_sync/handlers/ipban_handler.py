@@ -21,9 +21,9 @@ from guard_core.models import SecurityConfig
 from guard_core.outcome import Unavailable, Written
 from guard_core.redaction import escape_control
 
+from ..connection.manager import RedisManager
 from ..storage.state_store import StateStore
 from ..storage.topics import BAN
-from .redis_handler import RedisManager
 
 __all__ = ["BANNED_IPS", "BANNED_NETWORKS", "IPBanManager"]
 

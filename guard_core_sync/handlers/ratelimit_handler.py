@@ -5,7 +5,7 @@
 Redis layout: a sorted set at `rate_limit:rate:{identifier}` (`:{endpoint}` appended when
 given), pruned, counted and recorded atomically by `lua/sliding_window.lua` on the server's
 clock. During an outage, what `rate_limit_outage_policy` says (by default each instance
-admits its share of what was left of the limit: `guard_core_sync.handlers.window_store`).
+admits its share of what was left of the limit: `guard_core_sync.storage.window_store`).
 
 `check()` runs on every request, so its path is kept short: the key of an (identifier,
 endpoint) pair is worked out once and remembered (`guard_core.rate_keys`), limits and
@@ -20,9 +20,9 @@ from guard_core.models import RateLimitResult, SecurityConfig
 from guard_core.rate_keys import KeyMemo, window_key
 from guard_core.validation import MAX_COUNT, MAX_TTL, check_count, check_seconds
 
+from ..connection.manager import RedisManager
 from ..storage.state_store import StateStore
-from .redis_handler import RedisManager
-from .window_store import SlidingWindowStore
+from ..storage.window_store import SlidingWindowStore
 
 #: Shortest window accepted, in seconds (as `check_seconds`).
 _MIN_WINDOW = 0.001

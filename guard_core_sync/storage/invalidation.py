@@ -39,7 +39,7 @@ from guard_core.keys import INVALIDATIONS
 from guard_core.logs import get_logger
 from guard_core.primitives import Ticker, cancel_requested, sleep
 
-from ..handlers.redis_handler import RedisManager
+from ..connection.manager import RedisManager
 
 #: Seconds between attempts to subscribe again after the subscription dropped.
 RETRY_DELAY = 0.05

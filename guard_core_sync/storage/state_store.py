@@ -32,7 +32,7 @@ from guard_core.outcome import UNAVAILABLE, Written
 from guard_core.primitives import Ticker, all_at_once
 from guard_core.write_back import Replay, WriteBackSchedule
 
-from ..handlers.redis_handler import RedisManager
+from ..connection.manager import RedisManager
 from .bans import BanStorage
 from .documents import DocumentStorage
 from .invalidation import Invalidations

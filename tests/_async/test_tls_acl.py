@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, SSLConnection
 from redis.exceptions import AuthenticationError, NoPermissionError
 
+from guard_core.connection.client import build_client
 from guard_core.exceptions import GuardRedisError
-from guard_core.handlers.redis_client import build_client
 from guard_core.handlers.redis_handler import RedisManager
 from guard_core.lua_scripts import SLIDING_WINDOW
 from guard_core.models import SecurityConfig

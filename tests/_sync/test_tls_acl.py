@@ -18,8 +18,8 @@ from redis import Redis
 from redis.connection import Connection, SSLConnection
 from redis.exceptions import AuthenticationError, NoPermissionError
 
+from guard_core_sync.connection.client import build_client
 from guard_core.exceptions import GuardRedisError
-from guard_core_sync.handlers.redis_client import build_client
 from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core.lua_scripts import SLIDING_WINDOW
 from guard_core.models import SecurityConfig

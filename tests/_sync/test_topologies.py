@@ -18,15 +18,15 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from guard_core.exceptions import GuardRedisError
-from guard_core_sync.guard import Guard
-from guard_core_sync.handlers.ipban_handler import IPBanManager
-from guard_core_sync.handlers.ratelimit_handler import RateLimitManager
-from guard_core_sync.handlers.redis_client import (
+from guard_core_sync.connection.client import (
     SentinelMasterSSLConnection,
     build_client,
     tls_options,
 )
+from guard_core.exceptions import GuardRedisError
+from guard_core_sync.guard import Guard
+from guard_core_sync.handlers.ipban_handler import IPBanManager
+from guard_core_sync.handlers.ratelimit_handler import RateLimitManager
 from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core.keys import build_key
 from guard_core.models import SecurityConfig

@@ -16,8 +16,8 @@ from guard_core.outage_share import DENY, LOCAL, denied
 from guard_core.outcome import Unavailable
 from guard_core.sliding_window import MemorySlidingWindow, WindowResult, next_hit_id
 
-from ..storage.state_store import StateStore
-from .redis_handler import RedisManager
+from ..connection.manager import RedisManager
+from .state_store import StateStore
 
 #: namespace -> (logger area, what its keys are, for the memory window's warnings)
 _NAMED = {
