@@ -6,6 +6,7 @@ import json
 import signal
 import uuid
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner, Result
@@ -158,7 +159,13 @@ def test_bans_made_by_an_application_are_listed_checked_and_lifted(
         "198.51.100.23 is BANNED by 198.51.100.0/24"
         in ok(env, "bans", "check", "198.51.100.23").stdout
     )
-    assert "is not banned" in ok(env, "bans", "check", "192.0.2.1").stdout
+    # the status answers, as grep's: 0 banned, 1 not banned, 2 an error
+    not_banned = run(env, "bans", "check", "192.0.2.1")
+    assert not_banned.exit_code == 1
+    assert "is not banned" in not_banned.stdout
+    refused = run(env, "bans", "check", "example.com")
+    assert refused.exit_code == 2
+    assert refused.stderr.strip() == "guard-core: error: not a valid IP address: 'example.com'"
 
     removed = as_json(env, "bans", "remove", "198.51.100.0/24")
     assert removed == {"target": "198.51.100.0/24", "removed": True}
@@ -176,7 +183,6 @@ def test_ban_addresses_are_canonical(env: dict[str, str]) -> None:
     ("args", "message"),
     [
         (("bans", "add", "1.2.3"), "not a valid IP address"),
-        (("bans", "check", "example.com"), "not a valid IP address"),
         (("bans", "add", "192.0.2.1/24"), "host bits"),
         (("bans", "add", "127.0.0.1"), "loopback"),
         (("bans", "add", "192.0.2.1", "-d", "soon"), "duration"),
@@ -226,7 +232,13 @@ def test_patterns_add_list_test_and_remove(env: dict[str, str], app: guard_core_
     found = as_json(env, "patterns", "test", "q=evil-token-42 <script>alert(1)</script>")
     categories = {m["category"] for m in found["matches"]}  # type: ignore[index]
     assert {"custom", "xss"} <= categories
-    assert "no pattern matches" in ok(env, "patterns", "test", "hello world").stdout
+    none = run(env, "patterns", "test", "hello world")  # 0 a match, 1 none
+    assert none.exit_code == 1
+    assert "no pattern matches" in none.stdout
+    assert json.loads(run(env, "patterns", "test", "hello world", "--json").stdout) == {
+        "text": "hello world",
+        "matches": [],
+    }
 
     assert as_json(env, "patterns", "remove", r"evil-token-\d+")["removed"] is True  # type: ignore[index]
     assert as_json(env, "patterns", "list")["custom"] == []  # type: ignore[index]
@@ -343,7 +355,7 @@ def test_bench_measures_with_redis_and_degraded() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [("status",), ("bans", "list"), ("bans", "add", "192.0.2.1"), ("patterns", "list"), ("keys",)],
+    [("bans", "list"), ("bans", "add", "192.0.2.1"), ("patterns", "list"), ("keys",)],
 )
 def test_unreachable_redis_is_one_line_without_the_password(args: tuple[str, ...]) -> None:
     url = f"redis://operator:{SECRET}@127.0.0.1:{free_port()}/0"
@@ -351,6 +363,29 @@ def test_unreachable_redis_is_one_line_without_the_password(args: tuple[str, ...
     line = one_line_failure(result)
     assert "unreachable" in line and "Connection refused" in line
     assert SECRET not in result.output and "operator" not in result.output
+
+
+def test_status_reports_an_unreachable_redis_and_exits_1_without_the_password() -> None:
+    secret = "s3cr#t:@/%"  # every character a URL treats apart
+    url = f"redis://operator:{quote(secret, safe='')}@127.0.0.1:{free_port()}/0"
+    env = {"GUARD_CORE_REDIS_URL": url}
+    result = run(env, "--json", "status")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)  # one JSON object for a probe to read
+    assert report["reachable"] is False
+    assert report["mode"] == "degraded"
+    assert set(report["subsystems"].values()) == {"memory"}
+    assert "unreachable" in report["error"] and "Connection refused" in report["error"]
+    assert report["breaker"]["state"] == "open"
+    text = run(env, "status")
+    assert text.exit_code == 1
+    assert "degraded" in text.stdout and "Connection refused" in text.stdout
+    for output in (result.output, text.output):
+        assert secret not in output and quote(secret, safe="") not in output
+        assert "operator" not in output
+    disabled = run({"GUARD_CORE_ENABLE_REDIS": "false"}, "--json", "status")
+    assert disabled.exit_code == 1
+    assert json.loads(disabled.stdout)["mode"] == "disabled"
 
 
 def test_credentials_are_never_printed_when_redis_answers() -> None:
@@ -372,8 +407,11 @@ def test_credentials_are_never_printed_when_redis_answers() -> None:
             result = ok(env, *args)
             assert SECRET not in result.output
         assert "redis://***@127.0.0.1" in ok(env, "status").stdout
-        wrong = run({**env, "GUARD_CORE_REDIS_URL": url.replace(SECRET, SECRET + "x")}, "status")
-        assert SECRET not in one_line_failure(wrong)
+        wrong_env = {**env, "GUARD_CORE_REDIS_URL": url.replace(SECRET, SECRET + "x")}
+        assert SECRET not in one_line_failure(run(wrong_env, "bans", "list"))
+        wrong = run(wrong_env, "status")  # a partial report, the reason in it
+        assert wrong.exit_code == 1
+        assert "AuthenticationError" in wrong.stdout and SECRET not in wrong.output
         # a user without INFO still gets a status, without the server's details
         no_info = {**env, "GUARD_CORE_REDIS_URL": url.replace("ops:", "noinfo:")}
         data = as_json(no_info, "status")

@@ -43,7 +43,7 @@ def test_console_script_bans_add_then_list(redis_server: LocalRedisServer) -> No
 
 
 def test_console_script_fails_in_one_line_without_a_traceback() -> None:
-    result = guard_core("bans", "check", "not-an-ip")
+    result = guard_core("bans", "add", "not-an-ip")
     assert result.returncode == 1
     assert result.stderr.strip() == "guard-core: error: not a valid IP address: 'not-an-ip'"
 

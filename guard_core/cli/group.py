@@ -32,13 +32,20 @@ BAN_REASON = "banned with the guard-core command"
 
 
 class OneLineError(click.ClickException):
-    """An expected failure: `guard-core: error: ...` on stderr, exit status 1."""
+    """An expected failure: `guard-core: error: ...` on stderr, exit status 1 (2 for a
+    command whose status answers a question: `answering`)."""
 
     exit_code = 1
 
     def show(self, file: Any = None) -> None:
         line = " ".join(self.message.split())  # one line, whatever the message held
         click.echo(f"guard-core: error: {line}", err=True)
+
+
+class AnswerError(OneLineError):
+    """An expected failure of a command whose status answers a question: exit status 2."""
+
+    exit_code = 2
 
 
 @dataclass
@@ -58,6 +65,18 @@ class Session:
             if require:
                 require_redis(guard)
             yield guard
+
+
+@contextmanager
+def answering() -> Iterator[None]:
+    """For a command whose exit status answers a question, as grep's does (`bans check`:
+    0 banned, 1 not; `patterns test`: 0 a match, 1 none): an expected failure exits 2."""
+    try:
+        yield
+    except (CommandError, SettingError, ValueError, TypeError) as exc:
+        raise AnswerError(str(exc)) from None
+    except GuardRedisError as exc:
+        raise AnswerError(f"Redis failed: {exc.detail}") from None
 
 
 class GuardGroup(click.Group):

@@ -13,6 +13,7 @@ from guard_core.cli.group import (
     BAN_REASON,
     GuardGroup,
     Session,
+    answering,
     cli,
     json_option,
     pending_writes,
@@ -120,21 +121,24 @@ def bans_remove(session: Session, target: str) -> None:
 @json_option
 @click.pass_obj
 def bans_check(session: Session, ip: str) -> None:
-    """Whether an address is banned, and by which ban."""
-    address = parse_ip(ip)
-    with session.guard() as guard:
-        banned = guard.ip_bans.is_ip_banned(str(address))
-        now = time.time()
-        matches = [
-            _ban_row(record, now)
-            for record in guard.ip_bans.list_bans()
-            if record.target == str(address)
-            or (
-                record.is_network
-                and address.version == parse_network(record.target).version
-                and address in parse_network(record.target)
-            )
-        ]
+    """Whether an address is banned, and by which ban.
+
+    Exit status: 0 banned, 1 not banned, 2 an error (as grep's)."""
+    with answering():
+        address = parse_ip(ip)
+        with session.guard() as guard:
+            banned = guard.ip_bans.is_ip_banned(str(address))
+            now = time.time()
+            matches = [
+                _ban_row(record, now)
+                for record in guard.ip_bans.list_bans()
+                if record.target == str(address)
+                or (
+                    record.is_network
+                    and address.version == parse_network(record.target).version
+                    and address in parse_network(record.target)
+                )
+            ]
     data = {"ip": str(address), "banned": banned, "by": matches}
 
     def _render(out: Console) -> None:
@@ -145,3 +149,5 @@ def bans_check(session: Session, ip: str) -> None:
         out.print(f"{address} is BANNED" + (f" by {reasons}" if reasons else ""))
 
     emit(session.as_json, data, _render)
+    if not banned:
+        raise SystemExit(1)

@@ -10,6 +10,7 @@ from rich.console import Console
 from guard_core.cli.group import (
     GuardGroup,
     Session,
+    answering,
     cli,
     json_option,
     pending_writes,
@@ -96,8 +97,10 @@ def patterns_remove(session: Session, pattern: str) -> None:
 @json_option
 @click.pass_obj
 def patterns_test(session: Session, text: str) -> None:
-    """Which patterns (built-in and custom) match TEXT."""
-    with session.guard() as guard:
+    """Which patterns (built-in and custom) match TEXT.
+
+    Exit status: 0 a pattern matches, 1 none does, 2 an error (as grep's)."""
+    with answering(), session.guard() as guard:
         matches = guard.patterns.detect(text)
     rows = [{"pattern": m.pattern, "category": m.category} for m in matches]
 
@@ -114,3 +117,5 @@ def patterns_test(session: Session, text: str) -> None:
         )
 
     emit(session.as_json, {"text": text, "matches": rows}, _render)
+    if not rows:
+        raise SystemExit(1)

@@ -15,13 +15,16 @@ from guard_core.cli.group import (
 from guard_core.cli.render import emit, span, table
 from guard_core.cli.state import (
     cloud_cache,
+    describe_failure,
     latency_ms,
     namespace_counts,
     server_info,
     where,
 )
+from guard_core.models import GuardHealth
 from guard_core.redaction import redact_url
 from guard_core.version import __version__
+from guard_core_sync import Guard
 
 # -- status --------------------------------------------------------------------------------
 
@@ -32,14 +35,19 @@ from guard_core.version import __version__
 def status(session: Session) -> None:
     """Mode, server, latency, breaker and key counts.
 
-    Also the topology, pending writes and the cloud ranges cached in Redis.
+    Also the topology, pending writes and the cloud ranges cached in Redis. With Redis
+    unreachable (or disabled) it reports what it can, the reason among it, and exits 1.
     """
-    with session.guard() as guard:
+    with session.guard(require=False) as guard:
         health = guard.health()
+        if health.status != "redis":
+            _report_unreachable(session, guard, health)
+            return
         server = server_info(guard)
         topology = health.redis.get("topology") or _topology(server)
         data = {
             "version": __version__,
+            "reachable": True,
             "mode": health.status,
             "subsystems": health.subsystems,
             "redis": {
@@ -93,6 +101,41 @@ def status(session: Session) -> None:
         out.print(Group(*parts))
 
     emit(session.as_json, data, _render)
+
+
+def _report_unreachable(session: Session, guard: Guard, health: GuardHealth) -> None:
+    """What the command knows with Redis unreachable or disabled; then exit 1 (a probe
+    reads the JSON, or the status, either way)."""
+    if health.status == "disabled":
+        error = "Redis is disabled (GUARD_CORE_ENABLE_REDIS=false): there is no shared state"
+    else:
+        error = f"Redis at {where(guard)} is unreachable: {describe_failure(guard)}"
+    data = {
+        "version": __version__,
+        "reachable": False,
+        "mode": health.status,
+        "subsystems": health.subsystems,
+        "redis": {"url": redact_url(guard.config.redis_url), "prefix": guard.config.redis_prefix},
+        "error": error,
+        "breaker": health.redis.get("breaker", {}),
+    }
+
+    def _render(out: Console) -> None:
+        overview = table(
+            f"guard-core {__version__}",
+            ("", ""),
+            [
+                ("mode", f"{health.status} (no shared state: Redis does not answer)"),
+                ("redis", where(guard)),
+                ("error", error),
+                ("breaker", _breaker_line(data["breaker"])),
+            ],
+        )
+        overview.show_header = False
+        out.print(overview)
+
+    emit(session.as_json, data, _render)
+    raise SystemExit(1)
 
 
 def _latency_line(latency: dict[str, float]) -> str:
