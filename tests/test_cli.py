@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -171,6 +172,26 @@ def test_bans_made_by_an_application_are_listed_checked_and_lifted(
     assert removed == {"target": "198.51.100.0/24", "removed": True}
     assert as_json(env, "bans", "list") == {"bans": []}
     assert "was not banned" in ok(env, "bans", "remove", "198.51.100.0/24").stdout
+
+
+def test_ban_reasons_are_stored_listed_and_checked(
+    env: dict[str, str], app: guard_core_sync.Guard
+) -> None:
+    added = as_json(
+        env, "bans", "add", "203.0.113.40", "-d", "1h", "--reason", "credential stuffing"
+    )
+    assert added["reason"] == "credential stuffing"  # type: ignore[index]
+    app.ip_bans.ban_ip("198.51.100.0/24", 900, reason="scanner network")
+    before = time.time()
+    rows = {r["target"]: r for r in as_json(env, "bans", "list")["bans"]}  # type: ignore[index]
+    assert rows["203.0.113.40"]["reason"] == "credential stuffing"
+    assert rows["198.51.100.0/24"]["reason"] == "scanner network"
+    assert before - 60 < rows["203.0.113.40"]["banned_at"] <= before
+    assert "credential stuffing" in ok(env, "bans", "list").stdout
+    check = ok(env, "bans", "check", "198.51.100.7").stdout
+    assert "BANNED by 198.51.100.0/24 (scanner network;" in check
+    default = as_json(env, "bans", "add", "203.0.113.41")
+    assert default["reason"] == "banned with the guard-core command"  # type: ignore[index]
 
 
 def test_ban_addresses_are_canonical(env: dict[str, str]) -> None:

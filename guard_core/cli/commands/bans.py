@@ -37,6 +37,9 @@ def _ban_row(record: Any, now: float) -> dict[str, Any]:
     return {
         "target": record.target,
         "kind": "network" if record.is_network else "address",
+        "reason": record.reason,
+        "banned_at": record.banned_at or None,  # None: a ban of an older layout
+        "banned": when(record.banned_at) if record.banned_at else "",
         "expires_at": record.expires_at,
         "expires": when(record.expires_at),
         "remaining": round(max(0.0, record.expires_at - now), 1),
@@ -59,8 +62,8 @@ def bans_list(session: Session) -> None:
         out.print(
             table(
                 f"{len(rows)} bans under {where(guard)}",
-                ("target", "kind", "expires", "remaining"),
-                [(r["target"], r["kind"], r["expires"], span(r["remaining"])) for r in rows],
+                ("target", "kind", "reason", "remaining"),
+                [(r["target"], r["kind"], r["reason"], span(r["remaining"])) for r in rows],
             )
         )
 
@@ -81,19 +84,31 @@ def _target(text: str) -> str:
     metavar="DURATION",
     help="How long: seconds, or like 15m, 2h, 1d (default ip_ban_default_duration).",
 )
+@click.option(
+    "--reason",
+    "-r",
+    default=BAN_REASON,
+    show_default=True,
+    help="Why: stored with the ban, shown by bans list and bans check.",
+)
 @json_option
 @click.pass_obj
-def bans_add(session: Session, target: str, duration: str | None) -> None:
+def bans_add(session: Session, target: str, duration: str | None, reason: str) -> None:
     """Ban an address or a CIDR network for every instance."""
     canonical = _target(target)
     seconds = render.parse_duration(duration) if duration is not None else None
     with session.guard() as guard:
         seconds = seconds if seconds is not None else guard.config.ip_ban_default_duration
-        if not guard.ip_bans.ban_ip(canonical, seconds, reason=BAN_REASON):
+        if not guard.ip_bans.ban_ip(canonical, seconds, reason=reason):
             raise CommandError(f"refused to ban {canonical}: loopback would lock the operator out")
         if pending_writes(guard, "ip_bans"):
             raise CommandError(f"Redis did not take the ban of {canonical}; nothing was changed")
-        data = {"banned": canonical, "duration": seconds, "expires": when(time.time() + seconds)}
+        data = {
+            "banned": canonical,
+            "duration": seconds,
+            "reason": reason,
+            "expires": when(time.time() + seconds),
+        }
     emit(
         session.as_json,
         data,
@@ -145,7 +160,10 @@ def bans_check(session: Session, ip: str) -> None:
         if not banned:
             out.print(f"{address} is not banned")
             return
-        reasons = ", ".join(f"{m['target']} ({span(m['remaining'])} left)" for m in matches)
+        reasons = ", ".join(
+            f"{m['target']} ({m['reason'] or 'no reason'}; {span(m['remaining'])} left)"
+            for m in matches
+        )
         out.print(f"{address} is BANNED" + (f" by {reasons}" if reasons else ""))
 
     emit(session.as_json, data, _render)
