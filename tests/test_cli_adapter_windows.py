@@ -75,6 +75,10 @@ def test_the_command_shows_and_resets_the_windows_an_adapter_counts_in(redis_url
         assert every["endpoint"] == f"*|{round(config.rate_limit_window)}s"
         assert (every["hits"], every["limit"]) == (2, config.rate_limit)
 
+        # the limit as the rule gives it sets the window too
+        ruled = command(env, "ratelimit", "show", address, "--route", "/login", "--limit", "3/min")
+        assert (ruled["hits"], ruled["limit"], ruled["remaining"]) == (2, LOGIN_LIMIT, 1)
+        assert ruled["endpoint"] == "/login|60s"
         cleared = command(env, "ratelimit", "reset", address, "--route", "/login", "--window", "60")
         assert cleared["cleared"] == 2
         again = [client.get("/login").status_code for _ in range(LOGIN_LIMIT + 1)]
@@ -100,3 +104,25 @@ def test_a_route_window_must_be_whole_seconds_and_not_beside_an_endpoint(
     )
     assert both.exit_code == 1
     assert "not both" in both.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--window", "0"), "--window must be between"),
+        (("--window", "nan"), "--window must be between"),
+        (("--limit", "0"), "--limit must be at least 1"),
+        (("--limit", "5/minute;9/hour"), "--limit takes one limit"),
+        (("--limit", "often"), "not a limit"),
+        (("--limit", "5/minute", "--window", "30"), "is not the window of"),
+    ],
+)
+def test_a_limit_or_window_no_application_can_have_is_one_line_and_exit_2(
+    redis_server: Any, args: tuple[str, ...], message: str
+) -> None:
+    env = {"GUARD_CORE_REDIS_URL": redis_server.url}
+    for command_name in ("show", "reset"):
+        result = CliRunner().invoke(cli, ["ratelimit", command_name, "192.0.2.1", *args], env=env)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("guard-core: error: ") and message in result.output
+        assert len(result.output.strip().splitlines()) == 1

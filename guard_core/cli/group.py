@@ -42,6 +42,13 @@ class OneLineError(click.ClickException):
         click.echo(f"guard-core: error: {line}", err=True)
 
 
+class InputError(OneLineError):
+    """Input no application could have given (a window of 0 s, a limit of none): one line,
+    exit status 2, as a usage error."""
+
+    exit_code = 2
+
+
 class AnswerError(OneLineError):
     """An expected failure of a command whose status answers a question: exit status 2."""
 

@@ -7,6 +7,7 @@ from rich.console import Console
 
 from guard_core.cli.group import (
     GuardGroup,
+    InputError,
     Session,
     cli,
     json_option,
@@ -17,6 +18,9 @@ from guard_core.cli.state import (
     rate_window,
     window_endpoint,
 )
+from guard_core.models import SecurityConfig
+from guard_core.rate_limit_rules import parse_limits
+from guard_core.validation import check_count, check_seconds
 
 # -- rate limits ---------------------------------------------------------------------------
 
@@ -24,6 +28,36 @@ from guard_core.cli.state import (
 @cli.group(cls=GuardGroup)
 def ratelimit() -> None:
     """Rate-limit windows: show, reset."""
+
+
+LIMIT_HELP = (
+    "The limit: a count (default rate_limit), or a limit string as the rules give it, "
+    "5/minute, which sets the window too."
+)
+WINDOW_HELP = "Window in seconds (default rate_limit_window, or the limit string's)."
+
+
+def limit_and_window(
+    config: SecurityConfig, limit: str | None, window: float | None
+) -> tuple[int, float]:
+    """The limit and window asked for, checked as the rate limiter checks them (bad ones:
+    one line, exit 2)."""
+    try:
+        count: object = config.rate_limit
+        if limit is not None and limit.strip().isdigit():
+            count = int(limit)
+        elif limit is not None:
+            rules = parse_limits(limit)
+            if len(rules) != 1:
+                raise ValueError(f"--limit takes one limit, such as 5/minute (got {limit!r})")
+            rule = rules[0]
+            if window is not None and window != rule.window:
+                raise ValueError(f"--window {window} is not the window of {limit!r}")
+            count, window = rule.count, rule.window
+        seconds = config.rate_limit_window if window is None else window
+        return check_count("--limit", count), check_seconds("--window", seconds)
+    except (TypeError, ValueError) as exc:
+        raise InputError(str(exc)) from None
 
 
 ENDPOINT_HELP = "The endpoint given to RateLimitManager.check (its window's key part)."
@@ -37,10 +71,8 @@ ROUTE_HELP = (
 @click.argument("identifier")
 @click.option("--endpoint", "-e", default="", help=ENDPOINT_HELP)
 @click.option("--route", "-r", default=None, help=ROUTE_HELP)
-@click.option("--limit", type=int, default=None, help="Limit to compare with (default rate_limit).")
-@click.option(
-    "--window", type=float, default=None, help="Window in seconds (default rate_limit_window)."
-)
+@click.option("--limit", "-l", default=None, help=LIMIT_HELP)
+@click.option("--window", type=float, default=None, help=WINDOW_HELP)
 @json_option
 @click.pass_obj
 def ratelimit_show(
@@ -48,21 +80,14 @@ def ratelimit_show(
     identifier: str,
     endpoint: str,
     route: str | None,
-    limit: int | None,
+    limit: str | None,
     window: float | None,
 ) -> None:
     """Hits of a client (and endpoint or route) in the current window, without counting one."""
+    count, window = limit_and_window(session.config(), limit, window)
     with session.guard() as guard:
-        config = guard.config
-        window = config.rate_limit_window if window is None else window
         endpoint = window_endpoint(endpoint, route, window)
-        found = rate_window(
-            guard,
-            identifier,
-            endpoint,
-            limit=config.rate_limit if limit is None else limit,
-            window=window,
-        )
+        found = rate_window(guard, identifier, endpoint, limit=count, window=window)
     data = {
         "identifier": identifier,
         "endpoint": endpoint,
@@ -93,22 +118,25 @@ def ratelimit_show(
 @click.argument("identifier")
 @click.option("--endpoint", "-e", default="", help=ENDPOINT_HELP)
 @click.option("--route", "-r", default=None, help=ROUTE_HELP)
-@click.option(
-    "--window", type=float, default=None, help="Window in seconds (default rate_limit_window)."
-)
+@click.option("--limit", "-l", default=None, help=LIMIT_HELP)
+@click.option("--window", type=float, default=None, help=WINDOW_HELP)
 @json_option
 @click.pass_obj
 def ratelimit_reset(
-    session: Session, identifier: str, endpoint: str, route: str | None, window: float | None
+    session: Session,
+    identifier: str,
+    endpoint: str,
+    route: str | None,
+    limit: str | None,
+    window: float | None,
 ) -> None:
     """Forget a client's window (and endpoint or route), for every instance."""
+    count, window = limit_and_window(session.config(), limit, window)
     with session.guard() as guard:
-        config = guard.config
-        window = config.rate_limit_window if window is None else window
         endpoint = window_endpoint(endpoint, route, window)
-        before = rate_window(guard, identifier, endpoint, limit=config.rate_limit, window=window)
+        before = rate_window(guard, identifier, endpoint, limit=count, window=window)
         guard.rate_limiter.reset(identifier, endpoint=endpoint)
-        after = rate_window(guard, identifier, endpoint, limit=config.rate_limit, window=window)
+        after = rate_window(guard, identifier, endpoint, limit=count, window=window)
         if after.hits:
             raise CommandError(f"Redis did not forget the window of {identifier}")
     who = f"{identifier} on {endpoint}" if endpoint else identifier
