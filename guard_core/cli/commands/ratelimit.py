@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import click
 from rich.console import Console
 
@@ -67,27 +71,54 @@ ROUTE_HELP = (
 )
 
 
+@dataclass(frozen=True)
+class WindowAsked:
+    """One window, as the options name it: whose, under which endpoint, against what."""
+
+    identifier: str
+    endpoint: str
+    limit: int
+    window: float
+
+    @property
+    def who(self) -> str:
+        return f"{self.identifier} on {self.endpoint}" if self.endpoint else self.identifier
+
+
+def window_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The identifier and the options naming its window (`show` and `reset` share them);
+    the command is called with the session and a `WindowAsked`."""
+
+    @click.argument("identifier")
+    @click.option("--endpoint", "-e", default="", help=ENDPOINT_HELP)
+    @click.option("--route", "-r", default=None, help=ROUTE_HELP)
+    @click.option("--limit", "-l", default=None, help=LIMIT_HELP)
+    @click.option("--window", type=float, default=None, help=WINDOW_HELP)
+    @json_option
+    @click.pass_obj
+    @functools.wraps(command)
+    def run(
+        session: Session,
+        identifier: str,
+        endpoint: str,
+        route: str | None,
+        limit: str | None,
+        window: float | None,
+    ) -> None:
+        count, seconds = limit_and_window(session.config(), limit, window)
+        asked = WindowAsked(identifier, window_endpoint(endpoint, route, seconds), count, seconds)
+        command(session, asked)
+
+    return run
+
+
 @ratelimit.command("show")
-@click.argument("identifier")
-@click.option("--endpoint", "-e", default="", help=ENDPOINT_HELP)
-@click.option("--route", "-r", default=None, help=ROUTE_HELP)
-@click.option("--limit", "-l", default=None, help=LIMIT_HELP)
-@click.option("--window", type=float, default=None, help=WINDOW_HELP)
-@json_option
-@click.pass_obj
-def ratelimit_show(
-    session: Session,
-    identifier: str,
-    endpoint: str,
-    route: str | None,
-    limit: str | None,
-    window: float | None,
-) -> None:
+@window_options
+def ratelimit_show(session: Session, asked: WindowAsked) -> None:
     """Hits of a client (and endpoint or route) in the current window, without counting one."""
-    count, window = limit_and_window(session.config(), limit, window)
+    identifier, endpoint = asked.identifier, asked.endpoint
     with session.guard() as guard:
-        endpoint = window_endpoint(endpoint, route, window)
-        found = rate_window(guard, identifier, endpoint, limit=count, window=window)
+        found = rate_window(guard, identifier, endpoint, limit=asked.limit, window=asked.window)
     data = {
         "identifier": identifier,
         "endpoint": endpoint,
@@ -98,7 +129,7 @@ def ratelimit_show(
         "window": found.window,
         "reset_after": round(found.reset_after, 3),
     }
-    who = f"{identifier} on {endpoint}" if endpoint else identifier
+    who = asked.who
 
     def _render(out: Console) -> None:
         state = (
@@ -115,31 +146,17 @@ def ratelimit_show(
 
 
 @ratelimit.command("reset")
-@click.argument("identifier")
-@click.option("--endpoint", "-e", default="", help=ENDPOINT_HELP)
-@click.option("--route", "-r", default=None, help=ROUTE_HELP)
-@click.option("--limit", "-l", default=None, help=LIMIT_HELP)
-@click.option("--window", type=float, default=None, help=WINDOW_HELP)
-@json_option
-@click.pass_obj
-def ratelimit_reset(
-    session: Session,
-    identifier: str,
-    endpoint: str,
-    route: str | None,
-    limit: str | None,
-    window: float | None,
-) -> None:
+@window_options
+def ratelimit_reset(session: Session, asked: WindowAsked) -> None:
     """Forget a client's window (and endpoint or route), for every instance."""
-    count, window = limit_and_window(session.config(), limit, window)
+    identifier, endpoint = asked.identifier, asked.endpoint
     with session.guard() as guard:
-        endpoint = window_endpoint(endpoint, route, window)
-        before = rate_window(guard, identifier, endpoint, limit=count, window=window)
+        before = rate_window(guard, identifier, endpoint, limit=asked.limit, window=asked.window)
         guard.rate_limiter.reset(identifier, endpoint=endpoint)
-        after = rate_window(guard, identifier, endpoint, limit=count, window=window)
+        after = rate_window(guard, identifier, endpoint, limit=asked.limit, window=asked.window)
         if after.hits:
             raise CommandError(f"Redis did not forget the window of {identifier}")
-    who = f"{identifier} on {endpoint}" if endpoint else identifier
+    who = asked.who
     emit(
         session.as_json,
         {"identifier": identifier, "endpoint": endpoint, "cleared": before.hits},
