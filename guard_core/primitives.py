@@ -68,13 +68,25 @@ async def async_all_at_once(calls: Sequence[Callable[[], Awaitable[T]]]) -> list
     return list(await asyncio.gather(*(call() for call in calls)))
 
 
+#: Threads that run `all_at_once` calls (made on first use, shared: a write-back runs its
+#: batches through it one after the other).
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+ALL_AT_ONCE_THREADS = 8
+
+
 def all_at_once(calls: Sequence[Callable[[], T]]) -> list[T]:
-    """Run every call at once, each in a thread; their results, in order."""
+    """Run the calls at once, in threads (at most `ALL_AT_ONCE_THREADS`); their results, in
+    order."""
+    global _POOL
     if len(calls) < 2:
         return [call() for call in calls]
-    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="guard-core") as pool:
-        futures = [pool.submit(call) for call in calls]
-        return [future.result() for future in futures]
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(ALL_AT_ONCE_THREADS, thread_name_prefix="guard-core")
+        pool = _POOL
+    futures = [pool.submit(call) for call in calls]
+    return [future.result() for future in futures]
 
 
 def async_cancel_shield() -> AbstractContextManager[object]:
@@ -101,9 +113,15 @@ class AsyncTicker:
 
     @property
     def running(self) -> bool:
-        """Whether the background task runs (a call on its loop may count on it)."""
+        """Whether the background task runs on the caller's event loop (a task left on a
+        loop that stopped does not run: the caller then does the work itself)."""
         task = self._task
-        return task is not None and not task.done()
+        if task is None or task.done():
+            return False
+        try:
+            return task.get_loop() is asyncio.get_running_loop()
+        except RuntimeError:
+            return False
 
     def start(self, tick: Callable[[], Awaitable[None]], interval: float) -> None:
         if self._task is not None and not self._task.done():

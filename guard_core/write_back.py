@@ -35,6 +35,13 @@ class WriteBackSchedule:
         path: then only pending changes can make a replay due)."""
         return self._seen == (recoveries, restarts)
 
+    def ready(self, recoveries: int, restarts: int, *, pending: bool) -> bool:
+        """Whether `due()` would answer a replay now (a lock-free read: the request path
+        wakes the flusher only then, not while a refused change waits for its retry)."""
+        if (recoveries, restarts) != self._seen:
+            return True
+        return pending and time.monotonic() >= self._retry_at
+
     def go_on(self) -> None:
         """A write-back stopped with changes left (not for a failure): the next `due()`
         answers at once rather than after the retry interval."""

@@ -174,6 +174,21 @@ def test_bans_made_by_an_application_are_listed_checked_and_lifted(
     assert "was not banned" in ok(env, "bans", "remove", "198.51.100.0/24").stdout
 
 
+def test_a_question_redis_fails_to_answer_exits_2_not_1() -> None:
+    # a user that may PING but not read: the check's reads fail with error replies, and the
+    # library answers from memory, where this process knows nothing: that is no "no"
+    pinger: tuple[str, ...] = ("--user", "default", "off", "--user", "pinger", "on", ">pw")
+    pinger += ("~*", "&*")
+    pinger += ("+ping", "+info", "+hello", "+client", "+subscribe")
+    with LocalRedisServer(extra_args=pinger) as server:
+        env = {"GUARD_CORE_REDIS_URL": f"redis://pinger:pw@127.0.0.1:{server.port}/0"}
+        for args in (("bans", "check", "192.0.2.1"), ("patterns", "test", "hello")):
+            result = run(env, *args)
+            assert result.exit_code == 2, result.output
+            assert "failed while answering" in result.stderr
+            assert result.stdout == ""
+
+
 def test_ban_reasons_are_stored_listed_and_checked(
     env: dict[str, str], app: guard_core_sync.Guard
 ) -> None:

@@ -85,6 +85,15 @@ def test_the_command_shows_and_resets_the_windows_an_adapter_counts_in(redis_url
         assert again == [200] * LOGIN_LIMIT + [429]  # a fresh window: the reset reached it
         login = command(env, "ratelimit", "show", address, "--route", "/login", "--window", "60")
         assert login["hits"] == LOGIN_LIMIT
+    # an IPv6 client is counted per /64 network (CheckSettings.ipv6_prefix): so is its window
+    with TestClient(protected_app(guard), client=("2001:db8::5", 40000)) as client:
+        assert [client.get("/login").status_code for _ in range(2)] == [200, 200]
+        v6 = ("--route", "/login", "--limit", "3/minute")
+        shown = command(env, "ratelimit", "show", "2001:db8::77", *v6)  # same /64
+        assert shown["hits"] == 2
+        assert "/64:/login|60s" in shown["key"]
+        assert command(env, "ratelimit", "reset", "2001:db8::5", *v6)["cleared"] == 2
+        assert client.get("/login").status_code == 200
         assert client.portal is not None
         client.portal.call(guard.redis.delete_pattern, "*")
 

@@ -20,7 +20,9 @@ import click
 from guard_core.cli.settings import SettingError, build_config, env_name, parse_assignment
 from guard_core.cli.state import (
     CommandError,
+    describe_failure,
     require_redis,
+    where,
 )
 from guard_core.exceptions import GuardRedisError
 from guard_core.models import SecurityConfig
@@ -84,6 +86,21 @@ def answering() -> Iterator[None]:
         raise AnswerError(str(exc)) from None
     except GuardRedisError as exc:
         raise AnswerError(f"Redis failed: {exc.detail}") from None
+
+
+def failures(guard: Guard) -> int:
+    """Redis operations that failed so far (answered from memory by the subsystems)."""
+    return guard.redis.failed_operations
+
+
+def require_no_failure(guard: Guard, before: int) -> None:
+    """A question answered while Redis failed (the library then answers from memory, which
+    this process barely has) is no answer: fail instead."""
+    if failures(guard) != before or not guard.redis.available:
+        raise CommandError(
+            f"Redis at {where(guard)} failed while answering ({describe_failure(guard)}; -v "
+            "shows the log): the answer would come from this process's empty memory"
+        )
 
 
 class GuardGroup(click.Group):

@@ -89,6 +89,9 @@ class RedisManager:
         self._breaker = CircuitBreaker(
             config.redis_breaker_base_delay, config.redis_breaker_max_delay
         )
+        #: Operations that failed (a `GuardRedisError` raised), since made: a tool that asks
+        #: a question tells a failed answer from a true one by it.
+        self.failed_operations = 0
         self._agent_state = StateWarning(self.logger)
         #: Objects other layers keep per manager (the storage layer's stores), so that they
         #: live and die with it.
@@ -343,6 +346,7 @@ class RedisManager:
 
     async def _operation_failed(self, exc: Exception, name: str) -> NoReturn:
         """Any failure of an operation, as the caller sees it: `GuardRedisError(503)`."""
+        self.failed_operations += 1
         if isinstance(exc, RedisUnavailableError):
             raise exc  # failing fast: the breaker's transition was logged and reported once
         if isinstance(exc, RedisBusyError):

@@ -13,6 +13,7 @@ at once, a lift even while Redis cannot take it.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -38,6 +39,10 @@ class BanMirror:
         self._networks = networks
         #: Every address ban Redis holds, as last seen.
         self.addresses = AddressMirror(store.config.ip_ban_mirror_max_entries)
+        # loads may run at once (start's catch-up, a subscription's): one installs only if
+        # begun after the last installed (loads begun so far; the number last installed)
+        self._lock = threading.Lock()
+        self._loads = self._loaded = 0
         store.invalidations.follow(BAN, self.follow)
 
     def banned(self, address: str, parsed: IPAddress) -> bool:
@@ -89,6 +94,9 @@ class BanMirror:
             return False
         index_key = redis.full_key(BAN_INDEX, ADDRESS_INDEX)
         version_key = redis.full_key(BAN_INDEX, INDEX_VERSION)
+        with self._lock:
+            self._loads += 1
+            number = self._loads
 
         def _read(conn: Any) -> tuple[Any, list[tuple[str, float]]]:
             version = conn.get(version_key)
@@ -110,7 +118,11 @@ class BanMirror:
         # a lift made here that Redis has not taken yet stands over what Redis holds
         journal = store.journal
         lifted = {c.target for c in journal.pending() if c.topic == BAN and c.action == "lift"}
-        self.addresses.replace(((a, end) for a, end in entries if a not in lifted), version)
+        with self._lock:
+            if number < self._loaded:
+                return True  # a load begun later installed first: it is the newer copy
+            self._loaded = number
+            self.addresses.replace(((a, end) for a, end in entries if a not in lifted), version)
         return True
 
     def follow(self, target: str) -> None:

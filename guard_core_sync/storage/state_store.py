@@ -75,6 +75,7 @@ class StateStore:
         # written again since the last restart, while that write-back is under way
         self._unfinished = False
         self._rewritten: int | None = None
+        self._tasks_ran_at = 0.0
         self._listeners: dict[str, list[Listener]] = {}
         self._ticker = Ticker()
         self._topics: dict[str, Topic] = {}
@@ -206,10 +207,15 @@ class StateStore:
             redis = self.redis
             # while the breaker is open the flusher probes on its own schedule: a wake-up per
             # request would probe a Redis that is down at every request
-            if redis is not None and redis.available and self.sync_due:
+            if redis is not None and redis.available and self._write_back_ready(redis):
                 self._ticker.wake()
             return False
         return self.write_back(limit=INLINE_STEP)
+
+    def _write_back_ready(self, redis: RedisManager) -> bool:
+        return self._schedule.ready(
+            redis.recoveries, redis.restarts, pending=self.journal.has_pending
+        )
 
     def write_back(self, limit: int | None = None) -> bool:
         """Write back what Redis lacks, when due (at most `limit` changes: the next call
@@ -221,6 +227,8 @@ class StateStore:
             redis.recoveries, redis.restarts, pending=self.journal.has_pending
         )
         if replay is None:
+            if not self.journal.has_pending:
+                self._unfinished = False  # what was left went by another way (evicted)
             return False
         restarted = replay is Replay.EVERYTHING
         if restarted:
@@ -231,8 +239,11 @@ class StateStore:
         if unfinished:
             changes = changes[:limit]
         self._replaying += 1
+        kept = False
         try:
             for first in range(0, len(changes), WRITE_BACK_BATCH):
+                if limit is None:
+                    self._beat_if_due()  # a long write-back keeps this instance alive
                 batch = changes[first : first + WRITE_BACK_BATCH]
                 done = all_at_once(
                     [functools.partial(self._apply, change, replay=True) for change in batch]
@@ -254,7 +265,7 @@ class StateStore:
         if unfinished:
             self._schedule.go_on()  # the next caller writes the rest, at once
         rewritten = self._rewritten
-        if not unfinished and rewritten is not None:
+        if not unfinished and not kept and rewritten is not None:
             self._rewritten = None
             if rewritten:
                 self.logger.warning("Redis restarted: wrote %d changes held here again", rewritten)
@@ -276,9 +287,18 @@ class StateStore:
             redis.recoveries, redis.restarts
         )
 
-    def _tick(self) -> None:
+    def _run_tick_tasks(self) -> None:
+        self._tasks_ran_at = time.monotonic()
         for task in self._tick_tasks:
             task()
+
+    def _beat_if_due(self) -> None:
+        """The tick tasks (the heartbeat), when a flush interval has passed since they ran."""
+        if time.monotonic() - self._tasks_ran_at >= self.config.redis_journal_flush_interval:
+            self._run_tick_tasks()
+
+    def _tick(self) -> None:
+        self._run_tick_tasks()
         redis = self.redis
         if redis is None:
             return

@@ -137,7 +137,9 @@ def test_the_share_holds_in_the_first_second_after_start(
         assert before == 60
         start_outage(private_server, fault)
         soon = time.monotonic() - started
-        assert soon <= 0.2, f"the outage began {soon:.3f} s after start(), not within 0.2 s"
+        # about 0.1 s on an idle machine; the bound that matters is the next periodic
+        # heartbeat (5 s here), with margin for a loaded one
+        assert soon <= 1.0, f"the outage began {soon:.3f} s after start(), not within 1 s"
         during = group.hit_all("early", limit, WINDOW, limit)
         assert sum(during) > 0 and before + sum(during) <= TARGET * limit, during
         end_outage(private_server, fault)

@@ -1,7 +1,7 @@
 """No request waits for the write-back after Redis restarts empty (both faces).
 
 One guard is shared by many callers (64 tasks, 32 threads) making mixed calls. Redis is
-killed under them, then restarted without its data: every change the guard holds (300 bans,
+killed under them, then restarted without its data: every change the guard holds (1000 bans,
 a custom pattern, a header configuration) must be written again. The background flusher does
 that; a request only wakes it, so no call may take long after the restart, and the
 write-back must be done within a few seconds.
@@ -23,12 +23,12 @@ from tests.support.workers import ASYNC_MIXED_CALLERS, run_async_workers
 
 pytestmark = pytest.mark.anyio
 
-BANS = 300
+BANS = 1000
 #: No call that begins after the restart may take longer (the old inline write-back of
-#: this journal held a request 3-6 s).
-SLOWEST_CALL = 1.5
+#: this journal held a request for all of it, well over 10 s under this load).
+SLOWEST_CALL = 2.5
 #: The write-back of the whole journal must be done this long after the restart.
-WRITE_BACK_WITHIN = 8.0
+WRITE_BACK_WITHIN = 15.0
 
 
 def banned(index: int) -> str:
@@ -84,9 +84,10 @@ async def test_no_call_waits_for_the_write_back_after_an_empty_restart(
             await async_sleep(1.5)
             private_server.start()
             restarted_at.append(time.monotonic())
-            store = guard.store
+            store, restarts = guard.store, guard.redis.restarts
             while time.monotonic() - restarted_at[0] < WRITE_BACK_WITHIN + 5:
-                if store.settled and not store.journal.has_pending:
+                noticed = guard.redis.restarts > restarts  # else nothing is due yet
+                if noticed and store.settled and not store.journal.has_pending:
                     written_back_at.append(time.monotonic())
                     break
                 await async_sleep(0.05)

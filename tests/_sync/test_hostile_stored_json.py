@@ -10,6 +10,8 @@ ignored as malformed) instead of raising, whether it runs in a request or in the
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import redis
 
@@ -39,7 +41,7 @@ def hostile_config(server: LocalRedisServer) -> SecurityConfig:
 
 @pytest.mark.parametrize("value", HOSTILE, ids=["deep", "deep-field", "garbage"])
 def test_hostile_stored_json_is_ignored_by_every_read(
-    private_server: LocalRedisServer, value: str
+    private_server: LocalRedisServer, value: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = hostile_config(private_server)
     prefix = config.redis_prefix
@@ -79,3 +81,6 @@ def test_hostile_stored_json_is_ignored_by_every_read(
                 assert health.status == "redis"
     finally:
         inspect.close()
+    # the followers log (and swallow) what raises in them: nothing did
+    followers = [r for r in caplog.records if r.name == "guard_core.invalidation"]
+    assert not [r.getMessage() for r in followers if r.levelno >= logging.ERROR]

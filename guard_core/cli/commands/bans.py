@@ -15,8 +15,10 @@ from guard_core.cli.group import (
     Session,
     answering,
     cli,
+    failures,
     json_option,
     pending_writes,
+    require_no_failure,
 )
 from guard_core.cli.render import emit, span, table, when
 from guard_core.cli.state import (
@@ -142,6 +144,7 @@ def bans_check(session: Session, ip: str) -> None:
     with answering():
         address = parse_ip(ip)
         with session.guard() as guard:
+            before = failures(guard)
             banned = guard.ip_bans.is_ip_banned(str(address))
             now = time.time()
             matches = [
@@ -154,6 +157,7 @@ def bans_check(session: Session, ip: str) -> None:
                     and address in parse_network(record.target)
                 )
             ]
+            require_no_failure(guard, before)
     data = {"ip": str(address), "banned": banned, "by": matches}
 
     def _render(out: Console) -> None:

@@ -12,8 +12,10 @@ from guard_core.cli.group import (
     Session,
     answering,
     cli,
+    failures,
     json_option,
     pending_writes,
+    require_no_failure,
 )
 from guard_core.cli.render import emit, table
 from guard_core.cli.state import (
@@ -101,7 +103,9 @@ def patterns_test(session: Session, text: str) -> None:
 
     Exit status: 0 a pattern matches, 1 none does, 2 an error (as grep's)."""
     with answering(), session.guard() as guard:
+        before = failures(guard)
         matches = guard.patterns.detect(text)
+        require_no_failure(guard, before)
     rows = [{"pattern": m.pattern, "category": m.category} for m in matches]
 
     def _render(out: Console) -> None:

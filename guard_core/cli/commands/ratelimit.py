@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import click
 from rich.console import Console
 
+from guard_core.check_settings import CheckSettings
 from guard_core.cli.group import (
     GuardGroup,
     InputError,
@@ -22,6 +23,8 @@ from guard_core.cli.state import (
     rate_window,
     window_endpoint,
 )
+from guard_core.client_address import check_ipv6_prefix, group_address
+from guard_core.ip_utils import parse_ip
 from guard_core.models import SecurityConfig
 from guard_core.rate_limit_rules import parse_limits
 from guard_core.validation import check_count, check_seconds
@@ -64,6 +67,18 @@ def limit_and_window(
         raise InputError(str(exc)) from None
 
 
+def adapter_identity(identifier: str, ipv6_prefix: int) -> str:
+    """The identity an adapter counts a client under: an IPv6 address as its network of
+    `ipv6_prefix` bits (`2001:db8::/64`), anything else as given."""
+    try:
+        address = parse_ip(identifier)
+        return group_address(address, check_ipv6_prefix(ipv6_prefix))
+    except (TypeError, ValueError) as exc:
+        if "ipv6_prefix" in str(exc):
+            raise InputError(str(exc).replace("ipv6_prefix", "--ipv6-prefix")) from None
+        return identifier  # not an address: a key the app chose (a user id, say)
+
+
 ENDPOINT_HELP = "The endpoint given to RateLimitManager.check (its window's key part)."
 ROUTE_HELP = (
     "The route template of an adapter-protected app (/users/{id}; '*' for the limits of "
@@ -94,6 +109,14 @@ def window_options(command: Callable[..., None]) -> Callable[..., None]:
     @click.option("--route", "-r", default=None, help=ROUTE_HELP)
     @click.option("--limit", "-l", default=None, help=LIMIT_HELP)
     @click.option("--window", type=float, default=None, help=WINDOW_HELP)
+    @click.option(
+        "--ipv6-prefix",
+        type=int,
+        default=CheckSettings().ipv6_prefix,
+        show_default=True,
+        help="With --route: the adapters count an IPv6 client per network of this length "
+        "(the app's CheckSettings.ipv6_prefix).",
+    )
     @json_option
     @click.pass_obj
     @functools.wraps(command)
@@ -104,8 +127,11 @@ def window_options(command: Callable[..., None]) -> Callable[..., None]:
         route: str | None,
         limit: str | None,
         window: float | None,
+        ipv6_prefix: int,
     ) -> None:
         count, seconds = limit_and_window(session.config(), limit, window)
+        if route is not None:
+            identifier = adapter_identity(identifier, ipv6_prefix)
         asked = WindowAsked(identifier, window_endpoint(endpoint, route, seconds), count, seconds)
         command(session, asked)
 
