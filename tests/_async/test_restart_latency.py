@@ -1,7 +1,7 @@
 """No request waits for the write-back after Redis restarts empty (both faces).
 
 One guard is shared by many callers (64 tasks, 32 threads) making mixed calls. Redis is
-killed under them, then restarted without its data: every change the guard holds (1000 bans,
+killed under them, then restarted without its data: every change the guard holds (300 bans,
 a custom pattern, a header configuration) must be written again. The background flusher does
 that; a request only wakes it, so no call may take long after the restart, and the
 write-back must be done within a few seconds.
@@ -23,12 +23,13 @@ from tests.support.workers import ASYNC_MIXED_CALLERS, run_async_workers
 
 pytestmark = pytest.mark.anyio
 
-BANS = 1000
+BANS = 300
 #: No call that begins after the restart may take longer (the old inline write-back of
-#: this journal held a request for all of it, well over 10 s under this load).
+#: this journal held one request for all of it: 3 to 6 s under this load).
 SLOWEST_CALL = 2.5
-#: The write-back of the whole journal must be done this long after the restart.
-WRITE_BACK_WITHIN = 15.0
+#: The write-back of the whole journal must be done this long after the restart (3.4 s on
+#: an idle machine; the callers compete with it for the event loop or the cores).
+WRITE_BACK_WITHIN = 12.0
 
 
 def banned(index: int) -> str:
