@@ -68,25 +68,15 @@ async def async_all_at_once(calls: Sequence[Callable[[], Awaitable[T]]]) -> list
     return list(await asyncio.gather(*(call() for call in calls)))
 
 
-#: Threads that run `all_at_once` calls (made on first use, shared: a write-back runs its
-#: batches through it one after the other).
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-ALL_AT_ONCE_THREADS = 8
-
-
 def all_at_once(calls: Sequence[Callable[[], T]]) -> list[T]:
-    """Run the calls at once, in threads (at most `ALL_AT_ONCE_THREADS`); their results, in
-    order."""
-    global _POOL
+    """Run every call at once, each in a thread of its own; their results, in order. (The
+    threads are the call's own: a pool shared by every guard of the process let one guard's
+    calls, blocked on a Redis that is gone, starve another's write-back.)"""
     if len(calls) < 2:
         return [call() for call in calls]
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(ALL_AT_ONCE_THREADS, thread_name_prefix="guard-core")
-        pool = _POOL
-    futures = [pool.submit(call) for call in calls]
-    return [future.result() for future in futures]
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="guard-core") as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
 
 
 def async_cancel_shield() -> AbstractContextManager[object]:
