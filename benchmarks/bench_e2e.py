@@ -313,7 +313,7 @@ def table(results: dict[Row, list[Measure]]) -> list[str]:
     ]
     for row, measures in results.items():
         bare = ratio(results, row, "bare") if row.name != "bare" else None
-        vs_bare = "-" if bare is None else f"{bare:.2f}x"
+        vs_bare = "-" if bare is None else f"{bare:.2f}x" if bare >= 0.1 else f"{bare:.3f}x"
         vs_peers = targets = "-"
         if row.ours:
             peers = [(r.name, ratio(results, row, r.name)) for r in results
