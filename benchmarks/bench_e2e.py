@@ -159,10 +159,10 @@ def versions(python: str, packages: tuple[str, ...]) -> str:
 
 def server_command(row: Row, python: str, port: int) -> list[str]:
     if row.framework == "FastAPI":
-        return [python, "-m", "uvicorn", "fastapi_app:app", "--host", "127.0.0.1",
+        return [python, "-m", "uvicorn", "e2e_fastapi:app", "--host", "127.0.0.1",
                 "--port", str(port), "--workers", "1", "--log-level", "warning",
                 "--no-access-log"]  # fmt: skip
-    module = "flask_app:app" if row.framework == "Flask" else "django_app:application"
+    module = "e2e_flask:app" if row.framework == "Flask" else "e2e_django:application"
     return [python, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "4",
             "-b", f"127.0.0.1:{port}", "--log-level", "warning", module]  # fmt: skip
 
@@ -318,7 +318,11 @@ def table(results: dict[Row, list[Measure]]) -> list[str]:
         if row.ours:
             peers = [(r.name, ratio(results, row, r.name)) for r in results
                      if r.framework == row.framework and r.peer]  # fmt: skip
-            vs_peers = "; ".join(f"{name} {value:.2f}x" for name, value in peers if value)
+            vs_peers = "; ".join(
+                f"{name} {value:.2f}x" if value != float("inf") else f"{name} (served none)"
+                for name, value in peers
+                if value is not None
+            )
             peer, low_bare, low_peer = TARGETS[row.framework]
             marks = [] if bare is None else [check("bare", bare, low_bare)]
             against = ratio(results, row, peer)

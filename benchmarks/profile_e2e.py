@@ -79,7 +79,7 @@ STEPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 
 
 def asgi_driver() -> Callable[[], None]:
-    from fastapi_app import app
+    from e2e_fastapi import app
 
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
@@ -107,9 +107,9 @@ def asgi_driver() -> Callable[[], None]:
 
 def wsgi_driver(framework: str) -> Callable[[], None]:
     if framework == "flask":
-        from flask_app import app
+        from e2e_flask import app
     else:
-        from django_app import application as app
+        from e2e_django import application as app
     base = {
         "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/items/42",
         "QUERY_STRING": "q=shoes&page=2", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",

@@ -1,4 +1,4 @@
-"""The Flask app of bench_e2e.py: `gunicorn flask_app:app`, run from this folder.
+"""The Flask app of bench_e2e.py: `gunicorn e2e_flask:app`, run from this folder.
 
 E2E_VARIANT: "bare", "ours" (FlaskGuard) or "flask_limiter"; E2E_REDIS_URL: the Redis they
 share. Every variant allows every request (LIMIT is never reached).

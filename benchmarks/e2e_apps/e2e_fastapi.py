@@ -1,4 +1,4 @@
-"""The FastAPI app of bench_e2e.py: `uvicorn fastapi_app:app`, run from this folder.
+"""The FastAPI app of bench_e2e.py: `uvicorn e2e_fastapi:app`, run from this folder.
 
 E2E_VARIANT: "bare", "ours" (GuardMiddleware), "slowapi" or "fastapi_guard"; E2E_REDIS_URL:
 the Redis they share. Every variant allows every request (LIMIT is never reached).

@@ -1,4 +1,4 @@
-"""The Django app of bench_e2e.py: `gunicorn django_app:application`, run from this folder.
+"""The Django app of bench_e2e.py: `gunicorn e2e_django:application`, run from this folder.
 
 E2E_VARIANT: "bare", "ours" (our middleware) or "django_ratelimit" (its decorator, on a
 Redis cache); E2E_REDIS_URL: the Redis they share. Every variant allows every request
