@@ -410,7 +410,11 @@ def _cluster_bans(
         for address, _, record, ttl_ms in live:
             ban_key = redis.full_key(BANNED_IPS, address)
             lift_key = redis.full_key(BAN_LIFTS, address)
-            pipe.evalsha(BAN_WRITE.sha, 2, ban_key, lift_key, "ban", when, record, ttl_ms)
+            # (by name: redis-py blocks the evalsha method of a Cluster pipeline, though the
+            # pipeline sends each EVALSHA to the node of its keys' slot)
+            pipe.execute_command(
+                "EVALSHA", BAN_WRITE.sha, 2, ban_key, lift_key, "ban", when, record, ttl_ms
+            )
         replies = pipe.execute()
     taken = [entry for entry, reply in zip(live, replies, strict=True) if reply == 1]
     version_key = redis.full_key(BAN_INDEX, INDEX_VERSION)
