@@ -80,6 +80,8 @@ def bans_list(session: Session) -> None:
         if not rows:
             out.print(f"no bans under {where(guard)}")
             return
+        if not out.is_terminal:  # piped or redirected: whole rows, not folded to 80 columns
+            out.width = max(out.width, 200)
         out.print(
             table(
                 f"{len(rows)} bans under {where(guard)}",
@@ -91,6 +93,7 @@ def bans_list(session: Session) -> None:
                     )
                     for r in rows
                 ],
+                whole=("target", "kind"),
             )
         )  # fmt: skip
 
