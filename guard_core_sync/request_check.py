@@ -21,13 +21,12 @@ import time
 from collections.abc import Mapping
 from typing import Any, cast
 
-from guard_core.check_settings import CheckSettings
-from guard_core.client_address import address_in, group_address
-from guard_core.ip_utils import IPAddress
-from guard_core.keys import ALL_ROUTES, UNMATCHED_ROUTE, route_endpoint
-from guard_core.logs import StateWarning
-from guard_core.models import SecurityEvent
-from guard_core.rate_limit_rules import (
+from guard_core._shared.addresses import IPAddress
+from guard_core._shared.keys import ALL_ROUTES, UNMATCHED_ROUTE, route_endpoint
+from guard_core._shared.logs import StateWarning
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.client_address import address_in, group_address
+from guard_core._shared.policy.rate_limit_rules import (
     Limit,
     RouteRule,
     key_of,
@@ -35,10 +34,11 @@ from guard_core.rate_limit_rules import (
     ratelimit_headers,
     retry_after,
 )
-from guard_core.redaction import escape_control
-from guard_core.request_decoding import scan_texts
-from guard_core.request_model import Decision, LimitState, RequestInfo, Verdict
-from guard_core.security_headers import path_matches
+from guard_core._shared.policy.request_decoding import scan_texts
+from guard_core._shared.policy.request_model import Decision, LimitState, RequestInfo, Verdict
+from guard_core._shared.policy.security_headers import path_matches
+from guard_core._shared.redaction import escape_control
+from guard_core.models import SecurityEvent
 
 from .guard import Guard
 

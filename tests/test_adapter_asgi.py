@@ -19,10 +19,10 @@ with warnings.catch_warnings():  # Starlette's notice about its test client's HT
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from guard_core._shared.policy.rate_limit_rules import exempt, guard_rule
 from guard_core.adapters.asgi import GuardMiddleware, match_route
 from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
-from guard_core.rate_limit_rules import exempt, guard_rule
 from guard_core.testing import LocalRedisServer
 
 CLIENT = ("203.0.113.20", 40000)
@@ -220,7 +220,7 @@ def test_middleware_arguments_are_checked(redis_server: LocalRedisServer) -> Non
 
 
 def test_docs_preset_loosens_the_policy_on_docs_pages_only(make_client: Any) -> None:
-    from guard_core.header_presets import fastapi_docs_overrides
+    from guard_core._shared.policy.header_presets import fastapi_docs_overrides
 
     client, guard = make_client()
     with client:

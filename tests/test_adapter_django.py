@@ -15,9 +15,9 @@ from django.http import HttpRequest, JsonResponse
 from django.test import Client, override_settings
 from django.urls import path
 
+from guard_core._shared.policy.rate_limit_rules import exempt, guard_rule
 from guard_core.adapters import django as guard_django
 from guard_core.models import SecurityConfig
-from guard_core.rate_limit_rules import exempt, guard_rule
 from guard_core.testing import LocalRedisServer
 
 CLIENT = "203.0.113.40"

@@ -11,9 +11,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from guard_core._shared.policy.rate_limit_rules import exempt, guard_rule
 from guard_core.adapters.flask import FlaskGuard
 from guard_core.models import SecurityConfig
-from guard_core.rate_limit_rules import exempt, guard_rule
 from guard_core.testing import LocalRedisServer
 
 CLIENT = "203.0.113.30"

@@ -7,15 +7,15 @@ from ipaddress import ip_address
 
 import pytest
 
-from guard_core.client_address import (
+from guard_core._shared.policy.client_address import (
     ClientAddressResolver,
     forwarded_for,
     group_address,
     lower_headers,
     parse_node,
 )
-from guard_core.header_presets import FASTAPI_DOCS_CSP, fastapi_docs_overrides
-from guard_core.rate_limit_rules import (
+from guard_core._shared.policy.header_presets import FASTAPI_DOCS_CSP, fastapi_docs_overrides
+from guard_core._shared.policy.rate_limit_rules import (
     guard_rule,
     key_of,
     limit_state,
@@ -24,9 +24,9 @@ from guard_core.rate_limit_rules import (
     retry_after,
     rule_of,
 )
-from guard_core.request_decoding import decoded_variants, scan_texts
-from guard_core.request_model import RequestInfo
-from guard_core.security_headers import HeadersConfig, build_headers
+from guard_core._shared.policy.request_decoding import decoded_variants, scan_texts
+from guard_core._shared.policy.request_model import RequestInfo
+from guard_core._shared.policy.security_headers import HeadersConfig, build_headers
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guard_core.security_headers import (
+from guard_core._shared.policy.security_headers import (
     DEFAULT_CONFIG,
     FORBIDDEN_HEADER_NAMES,
     MAX_JSON_LENGTH,

@@ -17,28 +17,31 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from guard_core.auto_pipeline import AsyncAutoPipeline, connections_for_subscription
-from guard_core.circuit_breaker import Admission, BreakerState, CircuitBreaker
-from guard_core.exceptions import GuardRedisError, RedisBusyError, RedisUnavailableError
-from guard_core.keys import (
-    build_key,
-    build_pattern,
-    key_in_namespace,
-    validate_ttl,
-    validate_value,
-)
-from guard_core.logs import StateWarning, get_logger
-from guard_core.lua_scripts import LuaScript
-from guard_core.models import SecurityConfig, SecurityEvent
-from guard_core.primitives import (
+from guard_core._shared.concurrency import (
     AsyncLock,
     AsyncSlots,
     async_cancel_shield,
     async_loop_token,
     async_require_asyncio,
 )
-from guard_core.redaction import Redactor, escape_control, redact_url
-from guard_core.redis_url import Topology, topology_of
+from guard_core._shared.connection.auto_pipeline import (
+    AsyncAutoPipeline,
+    connections_for_subscription,
+)
+from guard_core._shared.connection.circuit_breaker import Admission, BreakerState, CircuitBreaker
+from guard_core._shared.connection.redis_url import Topology, topology_of
+from guard_core._shared.keys import (
+    build_key,
+    build_pattern,
+    key_in_namespace,
+    validate_ttl,
+    validate_value,
+)
+from guard_core._shared.logs import StateWarning, get_logger
+from guard_core._shared.redaction import Redactor, escape_control, redact_url
+from guard_core._shared.storage.lua_scripts import LuaScript
+from guard_core.exceptions import GuardRedisError, RedisBusyError, RedisUnavailableError
+from guard_core.models import SecurityConfig, SecurityEvent
 
 from .client import build_client
 
@@ -65,7 +68,7 @@ class RedisManager:
 
     `redis_url` may name one server, a Sentinel-managed master or a Cluster; the methods
     behave the same on each. In Cluster mode keys take the hash-tag layout of
-    `guard_core.keys` (`{prefix}{namespace}:{{key}}`), multi-key reads are split by slot,
+    `guard_core._shared.keys` (`{prefix}{namespace}:{{key}}`), multi-key reads are split by slot,
     and `keys()`/`delete_pattern()` scan every primary.
     """
 

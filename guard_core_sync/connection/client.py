@@ -3,8 +3,8 @@
 """The one place a Redis client is built from a `SecurityConfig`.
 
 `redis_url` names one server, a Sentinel-managed master or a Cluster (see
-`guard_core.redis_url`); each gets the same bounded timeouts and the same retry policy: a
-dropped connection is retried with jittered backoff, a timeout never is.
+`guard_core._shared.connection.redis_url`); each gets the same bounded timeouts and the
+same retry policy: a dropped connection is retried with jittered backoff, a timeout never is.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConn
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ClusterDownError, ConnectionError, SlotNotCoveredError
 
+from guard_core._shared.connection.redis_url import RedisTarget, Topology, parse_redis_url
 from guard_core.models import SecurityConfig
-from guard_core.redis_url import RedisTarget, Topology, parse_redis_url
 
 _TLS_DEFAULTS: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
 

@@ -17,12 +17,12 @@ import math
 import time
 from typing import Any
 
-from guard_core.ban_store import BanRecord, decode_ban, encode_ban
-from guard_core.ip_utils import parse_network
-from guard_core.journal import Change
-from guard_core.keys import ADDRESS_INDEX, BAN_INDEX, BAN_LIFTS, BANNED_IPS, INDEX_VERSION
-from guard_core.lua_scripts import BAN_WRITE
-from guard_core.outcome import UNAVAILABLE, Unavailable, Written
+from guard_core._shared.addresses import parse_network
+from guard_core._shared.keys import ADDRESS_INDEX, BAN_INDEX, BAN_LIFTS, BANNED_IPS, INDEX_VERSION
+from guard_core._shared.storage.journal import Change
+from guard_core._shared.storage.lua_scripts import BAN_WRITE
+from guard_core._shared.storage.memory_bans import BanRecord, decode_ban, encode_ban
+from guard_core._shared.storage.outcomes import UNAVAILABLE, Unavailable, Written
 
 from .mirror import BanMirror
 from .network_bans import NetworkBans

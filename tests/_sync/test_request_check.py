@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from guard_core.check_settings import CheckSettings
+from guard_core._shared.concurrency import sleep
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.rate_limit_rules import make_rule
+from guard_core._shared.policy.request_model import RequestInfo
 from guard_core_sync.guard import Guard
 from guard_core.models import SecurityConfig
-from guard_core.primitives import sleep
-from guard_core.rate_limit_rules import make_rule
 from guard_core_sync.request_check import RequestCheck
-from guard_core.request_model import RequestInfo
 from tests.support.agents import RecordingAgent
 from tests.support.backends import Backend
 

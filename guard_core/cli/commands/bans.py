@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from guard_core._shared.addresses import parse_ip, parse_network
 from guard_core.cli import render
 from guard_core.cli.group import (
     BAN_REASON,
@@ -25,7 +26,6 @@ from guard_core.cli.state import (
     CommandError,
     where,
 )
-from guard_core.ip_utils import parse_ip, parse_network
 
 # -- bans ----------------------------------------------------------------------------------
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 
-from guard_core.ip_utils import canonical_identifier
-from guard_core.validation import MAX_TTL, check_text, shown_number
+from guard_core._shared.addresses import canonical_identifier
+from guard_core._shared.validation import MAX_TTL, check_text, shown_number
 
 _GLOB_SPECIAL = frozenset("*?[]\\")
 

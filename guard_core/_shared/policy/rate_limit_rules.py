@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from guard_core.request_model import LimitState, RequestInfo
+from guard_core._shared.policy.request_model import LimitState, RequestInfo
 
 UNITS: Mapping[str, int] = {
     "s": 1,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import re2
 
-from guard_core.validation import parse_json
+from guard_core._shared.validation import parse_json
 
 XSS = "xss"
 SQLI = "sqli"

@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from guard_core.client_address import (
+from guard_core._shared.addresses import IPNetwork
+from guard_core._shared.policy.client_address import (
     ClientAddressResolver,
     check_ipv6_prefix,
     parse_networks,
 )
-from guard_core.ip_ranges import check_provider
-from guard_core.ip_utils import IPNetwork
-from guard_core.rate_limit_rules import (
+from guard_core._shared.policy.ip_ranges import check_provider
+from guard_core._shared.policy.rate_limit_rules import (
     KeySpec,
     Limit,
     RouteRule,
@@ -24,7 +24,7 @@ from guard_core.rate_limit_rules import (
     normalize_rules,
     parse_limits,
 )
-from guard_core.request_model import Decision
+from guard_core._shared.policy.request_model import Decision
 
 
 def _strings(what: str, value: object) -> tuple[str, ...]:

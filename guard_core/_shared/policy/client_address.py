@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv6Address, IPv6Network
 
-from guard_core.ip_utils import IPAddress, IPNetwork, parse_ip, parse_network
+from guard_core._shared.addresses import IPAddress, IPNetwork, parse_ip, parse_network
 
 #: Headers read for the forwarding chain, first present wins.
 FORWARDED = "forwarded"

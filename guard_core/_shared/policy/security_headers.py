@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from guard_core.keys import HEADERS_CONFIG, SECURITY_HEADERS
-from guard_core.validation import parse_json
+from guard_core._shared.keys import HEADERS_CONFIG, SECURITY_HEADERS
+from guard_core._shared.validation import parse_json
 
 #: Redis namespace and key of the shared configuration (`{prefix}security_headers:csp_config`).
 NAMESPACE = SECURITY_HEADERS

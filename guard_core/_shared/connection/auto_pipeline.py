@@ -37,8 +37,8 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
 
+from guard_core._shared.concurrency import AsyncSlots, Slots, async_cancel_shield
 from guard_core.exceptions import RedisUnavailableError
-from guard_core.primitives import AsyncSlots, Slots, async_cancel_shield
 
 #: Round trips in flight at once, each on a connection kept for it (async face).
 ROUND_TRIPS = 2
