@@ -23,7 +23,6 @@ from typing import Any, cast
 
 from guard_core._shared.addresses import IPAddress
 from guard_core._shared.keys import ALL_ROUTES, UNMATCHED_ROUTE, route_endpoint
-from guard_core._shared.logs import StateWarning
 from guard_core._shared.policy.check_settings import CheckSettings
 from guard_core._shared.policy.client_address import address_in, group_address
 from guard_core._shared.policy.rate_limit_rules import (
@@ -63,7 +62,6 @@ class RequestCheck:
         )
         self._observer_failing = False
         self.logger = logging.getLogger("guard_core.checks")
-        self._agent_state = StateWarning(self.logger)
 
     def check(self, request: RequestInfo) -> Decision:
         """The decision on one request (then given to each of `settings.observers`)."""
@@ -285,7 +283,7 @@ class RequestCheck:
             " ".join(f"{name}={_shown(value)}" for name, value in fields.items()),
             extra={"guard_decision": fields},
         )
-        self._send_event(
+        self.guard.redis.send_event(
             SecurityEvent(
                 event_type=verdict,
                 action_taken="request_logged" if passive else "request_blocked",
@@ -295,20 +293,6 @@ class RequestCheck:
             )
         )
         return decision
-
-    def _send_event(self, event: SecurityEvent) -> None:
-        agent = self.guard.redis.agent_handler
-        if agent is None:
-            return
-        try:
-            agent.send_event(event)
-        except Exception as exc:
-            self._agent_state.failed(
-                "Agent handler rejected a decision event; dropping them until it recovers: %s",
-                type(exc).__name__,
-            )
-            return
-        self._agent_state.worked("Agent handler accepts decision events again")
 
 
 def _shown(value: object) -> str:

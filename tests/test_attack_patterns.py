@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from guard_core._shared.policy.attack_patterns import (
     BUILTIN_CATEGORIES,
     BUILTIN_PATTERNS,
-    CUSTOM,
     MIN_SCAN_LENGTH,
     AttackPattern,
     CustomPatternCache,
@@ -23,6 +22,7 @@ from guard_core._shared.policy.attack_patterns import (
     scan,
     scan_length,
 )
+from guard_core._shared.policy.builtin_patterns import CUSTOM
 
 LIMIT = 10_000
 

@@ -34,12 +34,8 @@ from guard_core._shared.policy.attack_patterns import (
     scan,
     validate_pattern_text,
 )
-from guard_core._shared.policy.security_headers import (
-    DEFAULT_CONFIG,
-    HeadersConfig,
-    validate_header_name,
-    validate_header_value,
-)
+from guard_core._shared.policy.header_values import validate_header_name, validate_header_value
+from guard_core._shared.policy.security_headers import DEFAULT_CONFIG, HeadersConfig
 from guard_core._shared.validation import MAX_COUNT, MAX_TTL, check_count, check_seconds, check_text
 from guard_core.models import SecurityConfig
 from tests.support.hostile import (

@@ -27,7 +27,7 @@ from guard_core._shared.storage.network_index import NetworkIndex
 from guard_core._shared.storage.outcomes import UNAVAILABLE, Unavailable, Written
 from guard_core._shared.storage.refresh_claim import RefreshClaim
 
-from ..connection.manager import SCAN_COUNT
+from ..connection.operations import SCAN_COUNT
 from .topics import Applied, Store, applied, lua_time
 
 VERSION_FIELD = "#version"

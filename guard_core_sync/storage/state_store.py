@@ -368,7 +368,7 @@ class StateStore:
         """`call(manager)`'s result, or `UNAVAILABLE` when Redis is not in use or failed (the
         manager has logged and reported the failure)."""
         redis = self.redis
-        if redis is None or not redis.config.enable_redis:
+        if redis is None or not self.sharing:
             return UNAVAILABLE
         try:
             return call(redis)
@@ -378,12 +378,5 @@ class StateStore:
     def script(
         self, script: LuaScript, keys: Sequence[tuple[str, str]], args: Sequence[str | int | float]
     ) -> Any:
-        """The script's reply, or `UNAVAILABLE` as `call` says (spelled out: every rate-limit
-        check on Redis comes through here)."""
-        redis = self.redis
-        if redis is None or not redis.config.enable_redis:
-            return UNAVAILABLE
-        try:
-            return redis.run_script(script, keys, args)
-        except GuardRedisError:
-            return UNAVAILABLE
+        """The script's reply, or `UNAVAILABLE` as `call` says."""
+        return self.call(lambda redis: redis.run_script(script, keys, args))

@@ -16,8 +16,9 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from guard_core._shared.concurrency import AsyncSlots, async_sleep
+from guard_core._shared.concurrency import async_sleep
 from guard_core._shared.connection.redis_url import parse_redis_url
+from guard_core._shared.connection.slots import AsyncSlots
 from guard_core._shared.keys import build_key
 from guard_core.connection.client import (
     SentinelMasterSSLConnection,

@@ -302,15 +302,16 @@ def test_a_failing_agent_is_warned_of_once_then_once_when_it_accepts_again(
     agent = RecordingAgent(fail=True)
     check.guard.redis.initialize_agent(agent)
     check.guard.ip_bans.ban_ip(CLIENT, 60)
-    caplog.set_level(logging.WARNING, logger="guard_core.checks")
+    caplog.set_level(logging.WARNING, logger="guard_core.events")
     for _ in range(5):
         assert (check.check(request())).verdict == "banned"
     agent.fail = False
     for _ in range(3):
         check.check(request())
-    messages = [r.getMessage() for r in caplog.records if r.name == "guard_core.checks"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "guard_core.events"]
     assert messages == [
-        "Agent handler rejected a decision event; dropping them until it recovers: RuntimeError",
-        "Agent handler accepts decision events again",
+        "Agent handler rejected an event; events are dropped until it recovers: "
+        "RuntimeError: agent is down",
+        "Agent handler accepts events again",
     ]
     assert len(agent.events) >= 8  # every decision was offered to the agent

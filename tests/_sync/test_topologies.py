@@ -18,8 +18,9 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from guard_core._shared.concurrency import Slots, sleep
+from guard_core._shared.concurrency import sleep
 from guard_core._shared.connection.redis_url import parse_redis_url
+from guard_core._shared.connection.slots import Slots
 from guard_core._shared.keys import build_key
 from guard_core_sync.connection.client import (
     SentinelMasterSSLConnection,
