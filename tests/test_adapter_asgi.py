@@ -84,7 +84,7 @@ def test_allowed_response_carries_security_and_ratelimit_headers(make_client: An
     assert response.status_code == 200
     assert response.headers["x-frame-options"] == "DENY"
     assert "default-src 'self'" in response.headers["content-security-policy"]
-    assert response.headers["ratelimit-policy"].startswith('"60s";q=100')
+    assert response.headers["ratelimit-policy"].startswith('"100-per-60s";q=100')
     assert response.headers["x-ratelimit-remaining"] == "99"
 
 
@@ -107,7 +107,7 @@ def test_rate_limit_gives_429_with_retry_after(make_client: Any) -> None:
     assert response.status_code == 429
     assert response.headers["retry-after"].isdigit()
     assert 1 <= int(response.headers["retry-after"]) <= 60
-    assert response.headers["ratelimit"].startswith('"60s";r=0;')
+    assert response.headers["ratelimit"].startswith('"2-per-60s";r=0;')
 
 
 def test_route_template_keys_path_parameters_together(make_client: Any) -> None:

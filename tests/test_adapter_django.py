@@ -81,7 +81,7 @@ def test_allowed_response_carries_headers(make_client: Any) -> None:
     response = make_client().get("/")
     assert response.status_code == 200
     assert response["X-Frame-Options"] == "DENY"
-    assert response["RateLimit-Policy"].startswith('"60s";q=100')
+    assert response["RateLimit-Policy"].startswith('"100-per-60s";q=100')
 
 
 def test_banned_client_gets_403(make_client: Any) -> None:

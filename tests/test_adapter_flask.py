@@ -68,7 +68,7 @@ def test_allowed_response_carries_headers(make_client: Any) -> None:
     response = client.get("/")
     assert response.status_code == 200
     assert response.headers["X-Frame-Options"] == "DENY"
-    assert response.headers["RateLimit-Policy"].startswith('"60s";q=100')
+    assert response.headers["RateLimit-Policy"].startswith('"100-per-60s";q=100')
     assert response.headers["X-RateLimit-Remaining"] == "99"
 
 

@@ -83,6 +83,12 @@ def rate_window_key(identifier: str, endpoint: str = "") -> str:
     return f"rate:{identifier}:{endpoint}" if endpoint else f"rate:{identifier}"
 
 
+def shared_route(scope: str) -> str:
+    """The route a shared limit's scope counts under (`shared:{scope}`): every view marked
+    with the scope counts in its window. Route templates start with '/', so none is one."""
+    return f"shared:{scope}"
+
+
 def route_endpoint(route: str, window: int) -> str:
     """The endpoint the adapters count a route's limit under: `{route}|{window}s`, so that
     two limits of one route (`5/minute`, `100/hour`) keep windows of their own."""

@@ -70,8 +70,8 @@ async def test_allowed_request_gets_security_and_ratelimit_headers(make_check: A
     decision = await check.check(request())
     assert decision.allowed and decision.verdict == "allowed" and decision.client == CLIENT
     assert decision.headers["X-Content-Type-Options"] == "nosniff"
-    assert decision.headers["RateLimit-Policy"] == '"60s";q=5;w=60'
-    assert decision.headers["RateLimit"].startswith('"60s";r=4;t=')
+    assert decision.headers["RateLimit-Policy"] == '"5-per-60s";q=5;w=60'
+    assert decision.headers["RateLimit"].startswith('"5-per-60s";r=4;t=')
     assert decision.headers["X-RateLimit-Remaining"] == "4"
 
 
@@ -103,7 +103,7 @@ async def test_rate_limit_gives_429_with_whole_second_retry_after(make_check: An
     assert (decision.status, decision.verdict) == (429, "rate_limited")
     retry = decision.headers["Retry-After"]
     assert retry.isdigit() and 1 <= int(retry) <= 60
-    assert decision.headers["RateLimit"].startswith('"60s";r=0;')
+    assert decision.headers["RateLimit"].startswith('"2-per-60s";r=0;')
     # another route is not limited by the login rule
     assert (await check.check(request("/other"))).allowed
 
@@ -113,7 +113,7 @@ async def test_several_limits_per_route(make_check: Any) -> None:
     assert (await check.check(request("/api"))).allowed
     decision = await check.check(request("/api"))
     assert decision.allowed
-    assert decision.headers["RateLimit-Policy"] == '"60s";q=3;w=60, "3600s";q=2;w=3600'
+    assert decision.headers["RateLimit-Policy"] == '"3-per-60s";q=3;w=60, "2-per-3600s";q=2;w=3600'
     assert decision.headers["X-RateLimit-Remaining"] == "0"
     blocked = await check.check(request("/api"))
     assert blocked.status == 429 and blocked.headers["X-RateLimit-Limit"] == "2"

@@ -139,7 +139,13 @@ def parse_networks(what: str, values: Iterable[str]) -> tuple[IPNetwork, ...]:
     """Addresses or CIDRs as networks (a bare address is a /32 or /128)."""
     if isinstance(values, str):
         raise TypeError(f"{what} must be a list of addresses or networks, not a str")
-    return tuple(parse_network(value) for value in values)
+    networks = []
+    for value in values:
+        try:
+            networks.append(parse_network(value))
+        except ValueError as exc:
+            raise ValueError(f"{what}: {exc}") from None
+    return tuple(networks)
 
 
 def lower_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
