@@ -21,7 +21,7 @@ import pytest
 import redis
 
 import guard_core_sync
-from guard_core.keys import build_key
+from guard_core._shared.keys import build_key
 from guard_core.models import SecurityConfig
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import ClusterInspect
@@ -314,8 +314,6 @@ def test_list_and_check_show_reason_banned_at_expiry_and_who(target: Target) -> 
 
 
 def test_progress_bar_on_a_terminal_only(target: Target, tmp_path: Path) -> None:
-    if target.cluster:
-        pytest.skip("the bar does not depend on the topology")
     path = write_list(tmp_path / "bar.txt", [address(n) for n in range(20_000)])
     shown = on_terminal(target, "bans", "import", str(path))
     assert "importing" in shown

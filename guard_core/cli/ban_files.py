@@ -23,10 +23,10 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from guard_core.ban_store import BanRecord
+from guard_core._shared.addresses import is_loopback, parse_ip, parse_network
+from guard_core._shared.storage.memory_bans import BanRecord
+from guard_core._shared.validation import MAX_TTL
 from guard_core.cli import render
-from guard_core.ip_utils import is_loopback, parse_ip, parse_network
-from guard_core.validation import MAX_TTL
 
 _SPECIAL = re.compile(r'["#;]')
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"

@@ -8,8 +8,8 @@ skips its own message). A bulk write (`bans import`) sends one message per batch
 target is `BATCH_MARK` and the batch's targets, space-separated (`batch_members` reads it).
 Every instance subscribes in the background (started and stopped with the store's flusher
 by `Guard`) and, on each message, drops what it caches about that topic: the ban verdicts
-(`guard_core.ban_verdicts`), and through listeners the network-ban index, the custom
-patterns and the header configuration, which are then re-read on next use.
+(`guard_core._shared.storage.verdict_cache`), and through listeners the network-ban index,
+the custom patterns and the header configuration, which are then re-read on next use.
 
 Pub/sub rather than `CLIENT TRACKING ... BCAST`: tracking pushes arrive on the connection
 that enabled it, which in redis-py means taking a connection out of the pool and reading
@@ -31,12 +31,12 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
-from guard_core.ban_verdicts import VerdictCache
+from guard_core._shared.concurrency import AsyncTicker, async_cancel_requested, async_sleep
+from guard_core._shared.keys import CHANNEL as CHANNEL_KEY
+from guard_core._shared.keys import INVALIDATIONS
+from guard_core._shared.logs import get_logger
+from guard_core._shared.storage.verdict_cache import VerdictCache
 from guard_core.exceptions import GuardRedisError
-from guard_core.keys import CHANNEL as CHANNEL_KEY
-from guard_core.keys import INVALIDATIONS
-from guard_core.logs import get_logger
-from guard_core.primitives import AsyncTicker, async_cancel_requested, async_sleep
 
 from ..connection.manager import RedisManager
 

@@ -1,6 +1,6 @@
 """The mirror of every ban Redis holds, kept by each serving instance to answer ban checks
-while Redis cannot (`guard_core.ban_mirror.AddressMirror` holds the addresses; network bans
-are the index `network_bans` holds).
+while Redis cannot (`guard_core._shared.storage.address_mirror.AddressMirror` holds the
+addresses; network bans are the index `network_bans` holds).
 
 Loaded at start from the listing index `ban_index:addresses` (ZSCAN steps, never a keyspace
 scan); kept current by the pushed invalidations (the background follower reads each changed
@@ -16,12 +16,12 @@ import threading
 import time
 from typing import Any
 
-from guard_core.ban_mirror import AddressMirror
-from guard_core.ban_store import decode_ban
-from guard_core.ip_utils import IPAddress
-from guard_core.journal import Change
-from guard_core.keys import ADDRESS_INDEX, BAN_INDEX, BANNED_IPS, INDEX_VERSION
-from guard_core.outcome import Unavailable, Written
+from guard_core._shared.addresses import IPAddress
+from guard_core._shared.keys import ADDRESS_INDEX, BAN_INDEX, BANNED_IPS, INDEX_VERSION
+from guard_core._shared.storage.address_mirror import AddressMirror
+from guard_core._shared.storage.journal import Change
+from guard_core._shared.storage.memory_bans import decode_ban
+from guard_core._shared.storage.outcomes import Unavailable, Written
 
 from .invalidation import batch_members
 from .network_bans import NetworkBans

@@ -13,14 +13,14 @@ import math
 import time
 from collections.abc import Callable, Iterable
 
-from guard_core.ban_store import BanRecord, MemoryBanStore
-from guard_core.ip_utils import IPAddress, IPNetwork, is_loopback, parse_ip, parse_network
-from guard_core.journal import Change
-from guard_core.keys import BANNED_IPS, BANNED_NETWORKS, validate_ttl
-from guard_core.logs import get_logger
+from guard_core._shared.addresses import IPAddress, IPNetwork, is_loopback, parse_ip, parse_network
+from guard_core._shared.keys import BANNED_IPS, BANNED_NETWORKS, validate_ttl
+from guard_core._shared.logs import get_logger
+from guard_core._shared.redaction import escape_control
+from guard_core._shared.storage.journal import Change
+from guard_core._shared.storage.memory_bans import BanRecord, MemoryBanStore
+from guard_core._shared.storage.outcomes import Unavailable, Written
 from guard_core.models import SecurityConfig
-from guard_core.outcome import Unavailable, Written
-from guard_core.redaction import escape_control
 
 from ..connection.manager import RedisManager
 from ..storage.bans import BULK_BATCH, BulkBan, BulkWritten

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import redis
 
-from guard_core.ban_store import decode_ban
+from guard_core._shared.concurrency import sleep
+from guard_core._shared.storage.lua_scripts import BAN_WRITE
+from guard_core._shared.storage.memory_bans import decode_ban
 from guard_core_sync.guard import Guard
 from guard_core_sync.handlers.ipban_handler import IPBanManager
-from guard_core.lua_scripts import BAN_WRITE
 from guard_core.models import SecurityConfig
-from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import StateEnv
 

@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from guard_core._shared.addresses import parse_ip, parse_network
 from guard_core.cli import render
 from guard_core.cli.ban_files import BanList, export_lines, read_bans
 from guard_core.cli.group import (
@@ -33,7 +34,6 @@ from guard_core.cli.state import (
     describe_failure,
     where,
 )
-from guard_core.ip_utils import parse_ip, parse_network
 
 #: Who the bans this command makes are by (`by` of the ban record; an instance's id otherwise).
 BY_CLI = "cli"

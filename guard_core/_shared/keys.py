@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 
-from guard_core.ip_utils import canonical_identifier
-from guard_core.validation import MAX_TTL, check_text, shown_number
+from guard_core._shared.addresses import canonical_identifier
+from guard_core._shared.validation import MAX_TTL, check_text, shown_number
 
 _GLOB_SPECIAL = frozenset("*?[]\\")
 
@@ -81,6 +81,12 @@ def rate_window_key(identifier: str, endpoint: str = "") -> str:
     # (identifier, endpoint) pairs share a key
     identifier = encode_key_part(canonical_identifier(identifier))
     return f"rate:{identifier}:{endpoint}" if endpoint else f"rate:{identifier}"
+
+
+def shared_route(scope: str) -> str:
+    """The route a shared limit's scope counts under (`shared:{scope}`): every view marked
+    with the scope counts in its window. Route templates start with '/', so none is one."""
+    return f"shared:{scope}"
 
 
 def route_endpoint(route: str, window: int) -> str:

@@ -18,11 +18,11 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from guard_core.ip_utils import IPAddress, IPNetwork
-from guard_core.journal import Change
-from guard_core.logs import get_logger
-from guard_core.network_index import NetworkIndex
-from guard_core.validation import parse_json
+from guard_core._shared.addresses import IPAddress, IPNetwork
+from guard_core._shared.logs import get_logger
+from guard_core._shared.storage.journal import Change
+from guard_core._shared.storage.network_index import NetworkIndex
+from guard_core._shared.validation import parse_json
 
 logger = get_logger("ip_ban")
 

@@ -10,16 +10,16 @@ does not matter. Thread-safe; nothing in it awaits, so both faces share it.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard_core.outcome import Written
+from guard_core._shared.logs import get_logger
+from guard_core._shared.storage.outcomes import Written
 
-logger = logging.getLogger("guard_core.journal")
+logger = get_logger("journal")
 
 #: A journal that overflowed has room again below this share of its bound.
 ROOM_AGAIN = 0.9

@@ -1,4 +1,5 @@
-"""Lua scripts shipped as resource files under `guard_core/lua/`, read once at import."""
+"""Lua scripts shipped as resource files under `guard_core/_shared/storage/lua/`, read once
+at import."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ class LuaScript:
 
 
 def load_script(name: str) -> LuaScript:
-    source = resources.files("guard_core").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    source = (
+        resources.files("guard_core._shared.storage")
+        .joinpath("lua", f"{name}.lua")
+        .read_text("utf-8")
+    )
     return LuaScript(name=name, source=source, sha=hashlib.sha1(source.encode()).hexdigest())
 
 

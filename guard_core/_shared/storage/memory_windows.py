@@ -19,8 +19,8 @@ import time
 from collections import OrderedDict, deque
 from typing import NamedTuple
 
-from guard_core.logs import get_logger
-from guard_core.models import RateLimitResult
+from guard_core._shared.logs import get_logger
+from guard_core._shared.results import RateLimitResult
 
 #: A full window store has room again below this share of its bound.
 ROOM_AGAIN = 0.9

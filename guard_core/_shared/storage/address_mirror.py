@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from guard_core.logs import get_logger
+from guard_core._shared.logs import get_logger
 
 logger = get_logger("ip_ban")
 

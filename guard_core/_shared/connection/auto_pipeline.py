@@ -35,10 +35,14 @@ from contextlib import suppress
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, ResponseError
+from redis.exceptions import ResponseError
 
+from guard_core._shared.concurrency import async_cancel_shield
+from guard_core._shared.connection.slots import AsyncSlots, Slots
 from guard_core.exceptions import RedisUnavailableError
-from guard_core.primitives import AsyncSlots, Slots, async_cancel_shield
+
+from .resp import pack
+from .round_trips import RoundTrip, Waiter, copy_failure, deliver
 
 #: Round trips in flight at once, each on a connection kept for it (async face).
 ROUND_TRIPS = 2
@@ -49,62 +53,6 @@ _LEAD = object()  # a waiter's signal: lead the next round trip
 def connections_for_subscription(max_connections: int) -> int:
     """Connections the invalidation subscription holds out of `redis_max_connections`."""
     return 1 if max_connections >= 2 else 0
-
-
-def pack(command: tuple[Any, ...]) -> bytes:
-    """One command in the Redis protocol, as redis-py writes it (text as UTF-8, numbers by
-    `repr`), in a fraction of its time. The command's name is one word."""
-    parts = [b"*%d\r\n" % len(command)]
-    for arg in command:
-        kind = type(arg)
-        if kind is str:
-            data = arg.encode()
-        elif kind is int or kind is float:
-            data = repr(arg).encode()
-        elif kind is bytes:
-            data = arg
-        else:
-            data = _encode_other(arg)
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-def _encode_other(arg: object) -> bytes:
-    """Subclasses of the plain types, as redis-py encodes them; anything else refused."""
-    if isinstance(arg, bool):
-        pass
-    elif isinstance(arg, str):
-        return arg.encode()
-    elif isinstance(arg, bytes | memoryview):
-        return bytes(arg)
-    elif isinstance(arg, int | float):
-        return repr(arg).encode()
-    raise DataError(
-        f"Invalid input of type: {type(arg).__name__!r}. "
-        "Convert to a bytes, string, int or float first."
-    )
-
-
-class _Waiter:
-    __slots__ = ("command", "fail_fast", "future")
-
-    def __init__(self, command: bytes, future: asyncio.Future[Any] | None, fail_fast: bool) -> None:
-        self.command = command  # packed
-        self.future = future  # None for a leader that never waited
-        self.fail_fast = fail_fast
-
-
-class _RoundTrip:
-    """Commands written together on one connection, and how far their replies were read."""
-
-    __slots__ = ("connection", "deadline", "index", "retried", "waiters")
-
-    def __init__(self, connection: Any, waiters: list[_Waiter], deadline: float) -> None:
-        self.connection = connection
-        self.waiters = waiters
-        self.deadline = deadline
-        self.index = 0  # replies read so far
-        self.retried = False
 
 
 class AsyncAutoPipeline:
@@ -132,7 +80,7 @@ class AsyncAutoPipeline:
         self._usable = usable
         self._idle: list[Any] = []  # kept connections between round trips
         self._in_flight = 0  # round trips being written or read (at most `kept`)
-        self._queue: deque[_Waiter] = deque()
+        self._queue: deque[Waiter] = deque()
         self._closed = False
 
     @staticmethod
@@ -157,7 +105,7 @@ class AsyncAutoPipeline:
         if not self._queue:
             if not self._in_flight:  # nothing in flight: out at once
                 self._in_flight = 1
-                return await self._lead(_Waiter(packed, None, fail_fast))
+                return await self._lead(Waiter(packed, None, fail_fast))
             if self._in_flight < self._kept:
                 # Others are busy (their replies wake callers who send again): lead the
                 # next round trip after one turn of the event loop, so they join it.
@@ -167,8 +115,8 @@ class AsyncAutoPipeline:
                 except asyncio.CancelledError:
                     self._hand_on()
                     raise
-                return await self._lead(_Waiter(packed, None, fail_fast))
-        waiter = _Waiter(packed, asyncio.get_running_loop().create_future(), fail_fast)
+                return await self._lead(Waiter(packed, None, fail_fast))
+        waiter = Waiter(packed, asyncio.get_running_loop().create_future(), fail_fast)
         self._queue.append(waiter)
         return await self._follow(waiter)
 
@@ -186,7 +134,7 @@ class AsyncAutoPipeline:
         finally:
             slots.release()
 
-    async def _follow(self, waiter: _Waiter) -> Any:
+    async def _follow(self, waiter: Waiter) -> Any:
         future = waiter.future
         assert future is not None
         try:
@@ -196,11 +144,11 @@ class AsyncAutoPipeline:
             raise
         if signal is _LEAD:
             return await self._lead(waiter)
-        if isinstance(signal, _RoundTrip):  # the reader before us was cancelled
+        if isinstance(signal, RoundTrip):  # the reader before us was cancelled
             return await self._read(signal, waiter)
         return signal
 
-    async def _withdraw(self, waiter: _Waiter) -> None:
+    async def _withdraw(self, waiter: Waiter) -> None:
         """A waiter cancelled: leave the queue, or pass on a duty handed to it meanwhile."""
         future = waiter.future
         assert future is not None
@@ -213,10 +161,10 @@ class AsyncAutoPipeline:
         signal = future.result()
         if signal is _LEAD:
             self._hand_on()
-        elif isinstance(signal, _RoundTrip) and not self._hand_over(signal, waiter):
+        elif isinstance(signal, RoundTrip) and not self._hand_over(signal, waiter):
             await self._finish(signal, broken=True)
 
-    async def _lead(self, own: _Waiter) -> Any:
+    async def _lead(self, own: Waiter) -> Any:
         """Write `own` and its share of the queued commands in one round trip, then read it.
 
         The share is the queue split evenly over the kept connections: a connection that is
@@ -239,7 +187,7 @@ class AsyncAutoPipeline:
                 self._in_flight -= 1
         own_error: Exception | None = None
         if not self._usable():
-            kept: list[_Waiter] = []
+            kept: list[Waiter] = []
             for waiter in waiters:
                 if not waiter.fail_fast:
                     kept.append(waiter)
@@ -248,7 +196,7 @@ class AsyncAutoPipeline:
                 if waiter is own:
                     own_error = error
                 else:
-                    _deliver(waiter, error)
+                    deliver(waiter, error)
             waiters = kept
         if not waiters:
             self._hand_on()
@@ -265,7 +213,7 @@ class AsyncAutoPipeline:
             self._fail(waiters, own, exc)
             self._hand_on()
             raise
-        trip = _RoundTrip(connection, waiters, asyncio.get_running_loop().time() + self._timeout)
+        trip = RoundTrip(connection, waiters, asyncio.get_running_loop().time() + self._timeout)
         try:
             await self._send(trip)
         except BaseException as exc:
@@ -277,7 +225,7 @@ class AsyncAutoPipeline:
             raise own_error
         return outcome
 
-    async def _send(self, trip: _RoundTrip) -> None:
+    async def _send(self, trip: RoundTrip) -> None:
         """Write the commands not answered yet; a dropped connection is replaced once."""
         while True:
             connection = trip.connection
@@ -291,7 +239,7 @@ class AsyncAutoPipeline:
                 trip.retried = True
                 await self._replace(trip)
 
-    async def _replace(self, trip: _RoundTrip) -> None:
+    async def _replace(self, trip: RoundTrip) -> None:
         """Give the round trip's connection back to the pool, disconnected, and take another
         (the commands not answered yet are to be written again on it)."""
         if self._closed:
@@ -303,7 +251,7 @@ class AsyncAutoPipeline:
                 await self._pool.release(connection)
         trip.connection = await self._pool.get_connection()
 
-    async def _read(self, trip: _RoundTrip, own: _Waiter | None) -> Any:
+    async def _read(self, trip: RoundTrip, own: Waiter | None) -> Any:
         """Read the round trip's replies from where it stands, giving each to its caller;
         return `own`'s (or raise its error reply)."""
         outcome: Any = None
@@ -331,7 +279,7 @@ class AsyncAutoPipeline:
                     if waiter is own:
                         outcome = reply
                     else:
-                        _deliver(waiter, reply)
+                        deliver(waiter, reply)
         except asyncio.CancelledError:
             # cancelled from outside (the deadline raises TimeoutError): someone else reads on
             if not self._hand_over(trip, own):
@@ -346,7 +294,7 @@ class AsyncAutoPipeline:
             raise outcome
         return outcome
 
-    def _hand_over(self, trip: _RoundTrip, reader: _Waiter | None) -> bool:
+    def _hand_over(self, trip: RoundTrip, reader: Waiter | None) -> bool:
         """Make the next waiter of `trip` that still wants its reply read the rest."""
         for waiter in trip.waiters[trip.index :]:
             future = waiter.future
@@ -355,7 +303,7 @@ class AsyncAutoPipeline:
                 return True
         return False
 
-    async def _finish(self, trip: _RoundTrip, *, broken: bool) -> None:
+    async def _finish(self, trip: RoundTrip, *, broken: bool) -> None:
         """Keep the connection for the next round trip (or, broken, give it back to the pool
         disconnected), and pass the turn to the first waiter."""
         connection, trip.connection = trip.connection, None
@@ -384,11 +332,11 @@ class AsyncAutoPipeline:
         return False
 
     @staticmethod
-    def _fail(waiters: list[_Waiter], own: _Waiter | None, exc: BaseException) -> None:
+    def _fail(waiters: list[Waiter], own: Waiter | None, exc: BaseException) -> None:
         """Give each waiter but `own` a copy of a failure of the whole round trip."""
         for waiter in waiters:
             if waiter is not own:
-                _deliver(waiter, _copy(exc))
+                deliver(waiter, copy_failure(exc))
 
 
 class AutoPipeline:
@@ -430,26 +378,3 @@ class AutoPipeline:
             return self.client.execute_command(*command)
         finally:
             slots.release()
-
-
-def _deliver(waiter: _Waiter, reply: Any) -> None:
-    future = waiter.future
-    if future is None or future.done():
-        return  # its caller was cancelled: the reply is dropped
-    if isinstance(reply, BaseException):
-        future.set_exception(reply)
-    else:
-        future.set_result(reply)
-
-
-def _copy(exc: BaseException) -> BaseException:
-    """A failure shared by several callers, one object each (tracebacks are per raise)."""
-    if isinstance(exc, asyncio.CancelledError):
-        # the leader was cancelled while writing: the others' commands may have gone out
-        return RedisConnectionError("Round trip cut short while it was written")
-    try:
-        clone = type(exc)(*exc.args)
-    except Exception:
-        clone = RedisConnectionError(str(exc))
-    clone.__cause__ = exc
-    return clone

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Verdict = Literal[
-    "allowed", "exempt", "banned", "cloud_blocked", "attack_pattern", "rate_limited", "auto_banned"
+    "allowed",
+    "exempt",
+    "denied",
+    "banned",
+    "cloud_blocked",
+    "user_agent_blocked",
+    "attack_pattern",
+    "rate_limited",
+    "auto_banned",
 ]
 
 
@@ -43,6 +51,8 @@ class LimitState:
 
     #: The limit as configured, e.g. "5/minute".
     policy: str
+    #: Its name in the RateLimit headers, distinct within one response: "5-per-60s".
+    name: str
     limit: int
     window: int
     remaining: int

@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from guard_core.client_address import (
+from guard_core._shared.addresses import IPNetwork
+from guard_core._shared.policy.attack_patterns import AttackPattern, compile_custom
+from guard_core._shared.policy.client_address import (
     ClientAddressResolver,
     check_ipv6_prefix,
     parse_networks,
 )
-from guard_core.ip_ranges import check_provider
-from guard_core.ip_utils import IPNetwork
-from guard_core.rate_limit_rules import (
+from guard_core._shared.policy.ip_ranges import check_provider
+from guard_core._shared.policy.rate_limit_rules import (
     KeySpec,
     Limit,
     RouteRule,
@@ -24,7 +25,7 @@ from guard_core.rate_limit_rules import (
     normalize_rules,
     parse_limits,
 )
-from guard_core.request_model import Decision
+from guard_core._shared.policy.request_model import Decision
 
 
 def _strings(what: str, value: object) -> tuple[str, ...]:
@@ -43,12 +44,31 @@ def _number(what: str, value: object, *, low: float, integer: bool = False) -> N
         raise ValueError(f"{what} must be between {low} and {2**31 - 1} (got {value!r})")
 
 
+#: The fields that hold lists of text.
+LISTS = (
+    "exempt_paths",
+    "exempt_ips",
+    "allow_ips",
+    "deny_ips",
+    "blocked_user_agents",
+    "trusted_proxies",
+    "block_cloud_providers",
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class CheckSettings:
     """How requests are judged. Every field has a safe default.
 
     - `exempt_paths`: path prefixes never checked (`/health` covers `/health/live`).
     - `exempt_ips`: addresses or CIDRs never checked.
+    - `allow_ips`: when not empty, only clients in these addresses or CIDRs are served; any
+      other gets 403 (`denied`). `deny_ips`: clients in these are refused with 403
+      (`denied`). Both are static (this configuration); the list shared through Redis is
+      the ban list (`Guard.ip_bans.ban_ip` takes addresses and CIDRs, on every instance).
+    - `blocked_user_agents`: RE2 patterns (case-insensitive, searched anywhere in the
+      `User-Agent` header): a match gets 403 (`user_agent_blocked`), e.g. `("sqlmap",
+      "nikto", r"^python-requests/")`.
     - `trusted_proxies` / `proxy_hops`: whose `Forwarded`/`X-Forwarded-For` to believe, and
       how many proxies deep (see `client_address`).
     - `ipv6_prefix`: IPv6 clients share rate limits per network of this length (None: per
@@ -64,9 +84,11 @@ class CheckSettings:
       per client and route template, on top of the default ones.
     - `key`: the default rate-limit key ("ip", "user", "header:<name>" or a callable).
     - `auto_ban_threshold` / `auto_ban_window` / `auto_ban_duration`: ban a client after
-      more than this many blocks (pattern hits and rate-limit rejections) in the window,
-      counted across instances; threshold None turns it off; duration None uses
-      `SecurityConfig.ip_ban_default_duration`.
+      more than this many attack-pattern hits in the window, counted across instances;
+      threshold None turns it off; duration None uses
+      `SecurityConfig.ip_ban_default_duration`. `auto_ban_on_rate_limit=True` counts
+      rate-limit rejections (429s) too; by default they are not counted, so a client that
+      retries a limited route keeps getting 429, not a site-wide ban.
     - `ratelimit_headers` / `x_ratelimit_headers`: send the IETF `RateLimit*` headers and
       the `X-RateLimit-*` trio; `security_headers`: add the configured security headers.
     - `observers`: callables given each decision and the seconds the check took (e.g.
@@ -75,6 +97,9 @@ class CheckSettings:
 
     exempt_paths: tuple[str, ...] = ()
     exempt_ips: tuple[str, ...] = ()
+    allow_ips: tuple[str, ...] = ()
+    deny_ips: tuple[str, ...] = ()
+    blocked_user_agents: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     proxy_hops: int = 1
     ipv6_prefix: int | None = 64
@@ -88,13 +113,14 @@ class CheckSettings:
     auto_ban_threshold: int | None = 10
     auto_ban_window: float = 60.0
     auto_ban_duration: int | None = None
+    auto_ban_on_rate_limit: bool = False
     ratelimit_headers: bool = True
     x_ratelimit_headers: bool = True
     security_headers: bool = True
     observers: tuple[Callable[[Decision, float], None], ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("exempt_paths", "exempt_ips", "trusted_proxies", "block_cloud_providers"):
+        for name in LISTS:
             object.__setattr__(self, name, _strings(name, getattr(self, name)))
         object.__setattr__(
             self,
@@ -107,7 +133,7 @@ class CheckSettings:
             if not path.startswith("/"):
                 raise ValueError(f"exempt path {path!r} must start with '/'")
         for name in ("passive", "detect_patterns", "ratelimit_headers", "x_ratelimit_headers",
-                     "security_headers"):  # fmt: skip
+                     "security_headers", "auto_ban_on_rate_limit"):  # fmt: skip
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool")
         check_ipv6_prefix(self.ipv6_prefix)
@@ -128,12 +154,32 @@ class CheckSettings:
         # validated here so that a bad address fails at construction
         self.resolver()
         self.exempt_networks()
+        self.allowed_networks()
+        self.denied_networks()
+        self.user_agent_patterns()
 
     def resolver(self) -> ClientAddressResolver:
         return ClientAddressResolver(self.trusted_proxies, hops=self.proxy_hops)
 
     def exempt_networks(self) -> tuple[IPNetwork, ...]:
         return parse_networks("exempt_ips", self.exempt_ips)
+
+    def allowed_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks("allow_ips", self.allow_ips)
+
+    def denied_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks("deny_ips", self.deny_ips)
+
+    def user_agent_patterns(self) -> tuple[AttackPattern, ...]:
+        """`blocked_user_agents` compiled (ValueError naming a pattern RE2 refuses)."""
+        compiled = []
+        for pattern in self.blocked_user_agents:
+            try:
+                regex = compile_custom(pattern)
+            except ValueError as exc:
+                raise ValueError(f"blocked_user_agents: {exc}") from None
+            compiled.append(AttackPattern(pattern, "user_agent", regex))
+        return tuple(compiled)
 
     def default_limit_list(self, rate_limit: int, window: float) -> tuple[Limit, ...]:
         """The limits applied to every request (`SecurityConfig`'s when not given)."""

@@ -16,8 +16,8 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from guard_core.ip_utils import IPAddress, IPNetwork, parse_network
-from guard_core.validation import parse_json
+from guard_core._shared.addresses import IPAddress, IPNetwork, parse_network
+from guard_core._shared.validation import parse_json
 
 #: Where each provider publishes its ranges. Azure's link is the download page of the weekly
 #: Service Tags file; the file's own URL is read from that page.

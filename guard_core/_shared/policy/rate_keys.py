@@ -7,7 +7,7 @@ costs more than counting a hit; `KeyMemo` remembers the keys already built.
 
 from __future__ import annotations
 
-from guard_core.keys import rate_window_key as window_key
+from guard_core._shared.keys import rate_window_key as window_key
 
 __all__ = ["KeyMemo", "window_key"]
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-from guard_core.ip_utils import IPAddress, IPNetwork
+from guard_core._shared.addresses import IPAddress, IPNetwork
 
 V = TypeVar("V")
 

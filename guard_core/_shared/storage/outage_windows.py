@@ -21,7 +21,7 @@ import zlib
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from guard_core.sliding_window import WindowResult
+from guard_core._shared.storage.memory_windows import WindowResult
 
 SHARE, LOCAL, DENY = "share", "local", "deny"
 

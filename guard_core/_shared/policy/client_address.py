@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv6Address, IPv6Network
 
-from guard_core.ip_utils import IPAddress, IPNetwork, parse_ip, parse_network
+from guard_core._shared.addresses import IPAddress, IPNetwork, parse_ip, parse_network
 
 #: Headers read for the forwarding chain, first present wins.
 FORWARDED = "forwarded"
@@ -139,7 +139,13 @@ def parse_networks(what: str, values: Iterable[str]) -> tuple[IPNetwork, ...]:
     """Addresses or CIDRs as networks (a bare address is a /32 or /128)."""
     if isinstance(values, str):
         raise TypeError(f"{what} must be a list of addresses or networks, not a str")
-    return tuple(parse_network(value) for value in values)
+    networks = []
+    for value in values:
+        try:
+            networks.append(parse_network(value))
+        except ValueError as exc:
+            raise ValueError(f"{what}: {exc}") from None
+    return tuple(networks)
 
 
 def lower_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
