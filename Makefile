@@ -114,8 +114,9 @@ bench: venv $(PEER_VENV)/.installed
 		$(PY) benchmarks/bench_network_bans.py && \
 		$(PY) benchmarks/bench_hung_calls.py && \
 		$(PY) benchmarks/bench_outage_share.py && \
-		$(PY) benchmarks/bench_mirror.py; \
-	else echo "Skipping the Redis benchmarks (keyspace, manager, outage, network bans, hung calls, outage share, ban mirror): no redis-server"; fi
+		$(PY) benchmarks/bench_mirror.py && \
+		$(PY) benchmarks/bench_import.py; \
+	else echo "Skipping the Redis benchmarks (keyspace, manager, outage, network bans, hung calls, outage share, ban mirror, bulk import): no redis-server"; fi
 	$(PY) benchmarks/bench_patterns.py --peer-python $(PEER_VENV)/bin/python
 	@# end to end: req/s through uvicorn and gunicorn under wrk, each peer in a virtualenv of
 	@# its own (.venv-e2e-<peer>, made by the script)

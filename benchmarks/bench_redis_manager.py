@@ -26,8 +26,8 @@ import redis.asyncio
 import guard_core
 import guard_core_sync
 from guard_core import SecurityConfig
-from guard_core.keys import build_key
-from guard_core.redis_url import Topology, parse_redis_url
+from guard_core._shared.connection.redis_url import Topology, parse_redis_url
+from guard_core._shared.keys import build_key
 from guard_core.testing import LocalRedisServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the suite's topologies

@@ -20,7 +20,7 @@ from typing import Any
 
 import guard_core
 import guard_core_sync
-from guard_core.lua_scripts import SLIDING_WINDOW, LuaScript
+from guard_core._shared.storage.lua_scripts import SLIDING_WINDOW, LuaScript
 from guard_core.models import SecurityConfig
 
 IDENTIFIERS = [f"198.51.100.{i % 250}" for i in range(1000)]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import redis
 
-from guard_core.lua_scripts import SLIDING_WINDOW
+from guard_core._shared.storage.lua_scripts import SLIDING_WINDOW
 from guard_core.testing import LocalRedisServer
 
 IDENTIFIERS = [f"198.51.100.{i % 250}" for i in range(1000)]

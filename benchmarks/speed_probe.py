@@ -117,9 +117,9 @@ def ours(url: str | None, budget: float) -> dict[str, Row]:
 
     import guard_core
     import guard_core_sync
-    from guard_core.lua_scripts import SLIDING_WINDOW
+    from guard_core._shared.concurrency import sleep
+    from guard_core._shared.storage.lua_scripts import SLIDING_WINDOW
     from guard_core.models import SecurityConfig
-    from guard_core.primitives import sleep
 
     rows: dict[str, Row] = {}
     memory = SecurityConfig(enable_redis=False)

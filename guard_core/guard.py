@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 
+from guard_core._shared.logs import get_logger
+from guard_core._shared.redaction import redact_url
 from guard_core.exceptions import GuardRedisError
-from guard_core.logs import get_logger
 from guard_core.models import GuardHealth, SecurityConfig
-from guard_core.redaction import redact_url
 
 from .connection.manager import RedisManager
 from .handlers.behavior_handler import BehaviorTracker

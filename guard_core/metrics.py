@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from guard_core.request_model import Decision
+from guard_core._shared.policy.request_model import Decision
 
 #: Seconds: a check answers in well under a millisecond from memory, a few with Redis.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from guard_core.redaction import redact_url
-from guard_core.redis_url import Topology, parse_redis_url, topology_of
-from guard_core.validation import MAX_TTL, shown_number
+from guard_core._shared.connection.redis_url import Topology, parse_redis_url, topology_of
+from guard_core._shared.redaction import redact_url
+from guard_core._shared.results import RateLimitResult as RateLimitResult  # its public home
+from guard_core._shared.validation import MAX_TTL, shown_number
 
-#: `SecurityConfig.rate_limit_outage_policy` values (see `guard_core.outage_share`).
+#: `SecurityConfig.rate_limit_outage_policy` values (see
+#: `guard_core._shared.storage.outage_windows`).
 OUTAGE_POLICIES = ("share", "local", "deny")
 
 
@@ -219,23 +221,6 @@ class SecurityEvent:
     ip_address: str = "system"
     metadata: dict[str, Any] = field(default_factory=dict)
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
-class RateLimitResult(NamedTuple):
-    """The verdict on one request: admitted or not, and what the window looks like now.
-
-    A named tuple: immutable, and cheap to build on every request. Its `count` field hides
-    the tuple method of that name.
-    """
-
-    allowed: bool
-    #: Hits in the window, this one included when admitted.
-    count: int  # type: ignore[assignment]  # the field, not tuple.count
-    limit: int
-    #: Hits still admitted in the window.
-    remaining: int
-    #: Seconds until the oldest hit leaves the window (0 when the window is empty).
-    reset_after: float
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,11 @@ import time
 from collections.abc import Mapping
 from typing import Any, cast
 
-from guard_core.check_settings import CheckSettings
-from guard_core.client_address import address_in, group_address
-from guard_core.ip_utils import IPAddress
-from guard_core.keys import ALL_ROUTES, UNMATCHED_ROUTE, route_endpoint
-from guard_core.logs import StateWarning
-from guard_core.models import SecurityEvent
-from guard_core.rate_limit_rules import (
+from guard_core._shared.addresses import IPAddress
+from guard_core._shared.keys import ALL_ROUTES, UNMATCHED_ROUTE, route_endpoint, shared_route
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.client_address import address_in, group_address
+from guard_core._shared.policy.rate_limit_rules import (
     Limit,
     RouteRule,
     key_of,
@@ -33,10 +31,11 @@ from guard_core.rate_limit_rules import (
     ratelimit_headers,
     retry_after,
 )
-from guard_core.redaction import escape_control
-from guard_core.request_decoding import scan_texts
-from guard_core.request_model import Decision, LimitState, RequestInfo, Verdict
-from guard_core.security_headers import path_matches
+from guard_core._shared.policy.request_decoding import scan_texts
+from guard_core._shared.policy.request_model import Decision, LimitState, RequestInfo, Verdict
+from guard_core._shared.policy.security_headers import path_matches
+from guard_core._shared.redaction import escape_control
+from guard_core.models import SecurityEvent
 
 from .guard import Guard
 
@@ -55,13 +54,15 @@ class RequestCheck:
         self.settings = settings if settings is not None else CheckSettings()
         self._resolver = self.settings.resolver()
         self._exempt_networks = self.settings.exempt_networks()
+        self._allowed = self.settings.allowed_networks()
+        self._denied = self.settings.denied_networks()
+        self._user_agents = self.settings.user_agent_patterns()
         self._rules = cast(Mapping[str, RouteRule], self.settings.rules)
         self._default_limits = self.settings.default_limit_list(
             guard.config.rate_limit, guard.config.rate_limit_window
         )
         self._observer_failing = False
         self.logger = logging.getLogger("guard_core.checks")
-        self._agent_state = StateWarning(self.logger)
 
     async def check(self, request: RequestInfo) -> Decision:
         """The decision on one request (then given to each of `settings.observers`)."""
@@ -108,12 +109,23 @@ class RequestCheck:
         headers = await self._security_headers(request.path)
 
         if address is not None:
+            if (self._allowed and not address_in(address, self._allowed)) or (
+                self._denied and address_in(address, self._denied)
+            ):
+                return await self._block(request, "denied", 403, "address denied", headers, client)
             if await self.guard.ip_bans.is_ip_banned(client or ""):
                 return await self._block(request, "banned", 403, "IP banned", headers, client)
             providers = settings.block_cloud_providers
             if providers and await self.guard.cloud.is_cloud_ip(address, providers):
                 return await self._block(
                     request, "cloud_blocked", 403, "cloud provider address", headers, client
+                )
+
+        if self._user_agents:
+            agent = request.headers.get("user-agent", "")
+            if agent and any(pattern.matches(agent) for pattern in self._user_agents):
+                return await self._block(
+                    request, "user_agent_blocked", 403, "user agent blocked", headers, client
                 )
 
         if settings.detect_patterns:
@@ -153,6 +165,8 @@ class RequestCheck:
                 states=states,
                 extra={"policy": blocking[0].policy},
             )
+            if not settings.auto_ban_on_rate_limit:
+                return decision
             return await self._count_toward_ban(request, decision, address)
         return Decision(
             allowed=True,
@@ -189,24 +203,37 @@ class RequestCheck:
         identity = key_of(key, request, grouped)
         if identity is None:
             return ()  # no address and no other identity: nothing to count against
-        plan: list[tuple[str, Limit]] = [(ALL_ROUTES, limit) for limit in self._default_limits]
-        if rule.limits:
-            route = request.route if request.route is not None else UNMATCHED_ROUTE
-            plan.extend((route, limit) for limit in rule.limits)
+        plan: list[tuple[str, Limit, str | None]] = [
+            (ALL_ROUTES, limit, None) for limit in self._default_limits
+        ]
+        own = rule.limits_for(request)
+        if own:
+            if rule.scope is not None:
+                route, scope = shared_route(rule.scope), rule.scope
+            else:
+                route = request.route if request.route is not None else UNMATCHED_ROUTE
+                scope = "route"
+            plan.extend((route, limit, scope) for limit in own)
         states: list[LimitState] = []
-        for endpoint, limit in plan:
+        names: set[str] = set()
+        for endpoint, limit, suffix in plan:
             result = await self.guard.rate_limiter.check(
                 identity,
                 endpoint=route_endpoint(endpoint, limit.window),
                 limit=limit.count,
                 window=limit.window,
             )
+            name = limit.name
+            if name in names and suffix is not None:
+                name = f"{name}-{suffix}"  # the default limit holds the plain name
+            names.add(name)
             states.append(
                 limit_state(
                     limit,
                     remaining=result.remaining,
                     reset_after=result.reset_after,
                     allowed=result.allowed,
+                    name=name,
                 )
             )
         return tuple(states)
@@ -283,7 +310,7 @@ class RequestCheck:
             " ".join(f"{name}={_shown(value)}" for name, value in fields.items()),
             extra={"guard_decision": fields},
         )
-        await self._send_event(
+        await self.guard.redis.send_event(
             SecurityEvent(
                 event_type=verdict,
                 action_taken="request_logged" if passive else "request_blocked",
@@ -293,20 +320,6 @@ class RequestCheck:
             )
         )
         return decision
-
-    async def _send_event(self, event: SecurityEvent) -> None:
-        agent = self.guard.redis.agent_handler
-        if agent is None:
-            return
-        try:
-            await agent.send_event(event)
-        except Exception as exc:
-            self._agent_state.failed(
-                "Agent handler rejected a decision event; dropping them until it recovers: %s",
-                type(exc).__name__,
-            )
-            return
-        self._agent_state.worked("Agent handler accepts decision events again")
 
 
 def _shown(value: object) -> str:

@@ -8,9 +8,19 @@ configuration, the subsystems, the request check the adapters run, the rule deco
 the result types and the errors. Other modules are internal: their names may change.
 """
 
-from guard_core.attack_patterns import PatternList, PatternMatch
-from guard_core.ban_store import BanRecord
-from guard_core.check_settings import CheckSettings
+from guard_core._shared.policy.attack_patterns import PatternList, PatternMatch
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.header_presets import fastapi_docs_overrides
+from guard_core._shared.policy.rate_limit_rules import (
+    RouteRule,
+    exempt,
+    guard_rule,
+    rate_limit,
+    shared_limit,
+)
+from guard_core._shared.policy.request_model import Decision, LimitState, RequestInfo
+from guard_core._shared.policy.security_headers import HeadersConfig
+from guard_core._shared.storage.memory_bans import BanRecord
 from guard_core.exceptions import (
     GuardCoreError,
     GuardRedisError,
@@ -18,11 +28,7 @@ from guard_core.exceptions import (
     RedisUnavailableError,
     UnsupportedBackendError,
 )
-from guard_core.header_presets import fastapi_docs_overrides
 from guard_core.models import GuardHealth, RateLimitResult, SecurityConfig, SecurityEvent
-from guard_core.rate_limit_rules import exempt, guard_rule, rate_limit
-from guard_core.request_model import Decision, LimitState, RequestInfo
-from guard_core.security_headers import HeadersConfig
 from guard_core.version import __version__
 
 from .connection.manager import RedisManager
@@ -57,6 +63,7 @@ __all__ = [
     "RedisUnavailableError",
     "RequestCheck",
     "RequestInfo",
+    "RouteRule",
     "SecurityConfig",
     "SecurityEvent",
     "SecurityHeadersManager",
@@ -67,4 +74,5 @@ __all__ = [
     "fastapi_docs_overrides",
     "guard_rule",
     "rate_limit",
+    "shared_limit",
 ]

@@ -7,7 +7,8 @@ modules stay in `guard_core` and both faces import them. The rewrite works on to
 (stdlib `tokenize`): code identifiers and dotted names are mapped and `async`/`await`
 dropped; prose (comments, docstrings, strings) is copied as it is, except code quoted in
 backticks and strings that are whole module paths of the face (mock.patch targets). When a
-rewrite gets hard, change the async source (a paired primitive in `guard_core/primitives.py`).
+rewrite gets hard, change the async source (a paired primitive in
+`guard_core/_shared/concurrency.py`).
 `--check` fails on a stale, missing or sourceless generated file, a rule that matches
 nothing, or an async name (`async`, `await`, `asyncio`, `Async*`, `async_*`) left in
 generated code, f-string fields included; prose is not checked. Unknown flags are an error.
@@ -86,7 +87,7 @@ HEADER = (
 )
 CODE = (tokenize.NAME, tokenize.OP)
 # A string that is a whole module path of the face (a mock.patch target) names the sync one.
-# Logger names are no such strings: face code takes its logger from guard_core.logs.
+# Logger names are no such strings: face code takes its logger from guard_core._shared.logs.
 MODULE_PATH = re.compile(
     r"""[rRbBuU]{0,2}(['"])guard_core\.(connection|handlers|guard|storage|request_check)\b[\w.]*\1"""
 )

@@ -19,10 +19,10 @@ with warnings.catch_warnings():  # Starlette's notice about its test client's HT
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from guard_core._shared.policy.rate_limit_rules import exempt, guard_rule
 from guard_core.adapters.asgi import GuardMiddleware, match_route
 from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
-from guard_core.rate_limit_rules import exempt, guard_rule
 from guard_core.testing import LocalRedisServer
 
 CLIENT = ("203.0.113.20", 40000)
@@ -84,7 +84,7 @@ def test_allowed_response_carries_security_and_ratelimit_headers(make_client: An
     assert response.status_code == 200
     assert response.headers["x-frame-options"] == "DENY"
     assert "default-src 'self'" in response.headers["content-security-policy"]
-    assert response.headers["ratelimit-policy"].startswith('"60s";q=100')
+    assert response.headers["ratelimit-policy"].startswith('"100-per-60s";q=100')
     assert response.headers["x-ratelimit-remaining"] == "99"
 
 
@@ -107,7 +107,7 @@ def test_rate_limit_gives_429_with_retry_after(make_client: Any) -> None:
     assert response.status_code == 429
     assert response.headers["retry-after"].isdigit()
     assert 1 <= int(response.headers["retry-after"]) <= 60
-    assert response.headers["ratelimit"].startswith('"60s";r=0;')
+    assert response.headers["ratelimit"].startswith('"2-per-60s";r=0;')
 
 
 def test_route_template_keys_path_parameters_together(make_client: Any) -> None:
@@ -220,7 +220,7 @@ def test_middleware_arguments_are_checked(redis_server: LocalRedisServer) -> Non
 
 
 def test_docs_preset_loosens_the_policy_on_docs_pages_only(make_client: Any) -> None:
-    from guard_core.header_presets import fastapi_docs_overrides
+    from guard_core._shared.policy.header_presets import fastapi_docs_overrides
 
     client, guard = make_client()
     with client:

@@ -15,9 +15,9 @@ from django.http import HttpRequest, JsonResponse
 from django.test import Client, override_settings
 from django.urls import path
 
+from guard_core._shared.policy.rate_limit_rules import exempt, guard_rule
 from guard_core.adapters import django as guard_django
 from guard_core.models import SecurityConfig
-from guard_core.rate_limit_rules import exempt, guard_rule
 from guard_core.testing import LocalRedisServer
 
 CLIENT = "203.0.113.40"
@@ -81,7 +81,7 @@ def test_allowed_response_carries_headers(make_client: Any) -> None:
     response = make_client().get("/")
     assert response.status_code == 200
     assert response["X-Frame-Options"] == "DENY"
-    assert response["RateLimit-Policy"].startswith('"60s";q=100')
+    assert response["RateLimit-Policy"].startswith('"100-per-60s";q=100')
 
 
 def test_banned_client_gets_403(make_client: Any) -> None:

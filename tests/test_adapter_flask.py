@@ -11,9 +11,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from guard_core._shared.policy.rate_limit_rules import exempt, guard_rule
 from guard_core.adapters.flask import FlaskGuard
 from guard_core.models import SecurityConfig
-from guard_core.rate_limit_rules import exempt, guard_rule
 from guard_core.testing import LocalRedisServer
 
 CLIENT = "203.0.113.30"
@@ -68,7 +68,7 @@ def test_allowed_response_carries_headers(make_client: Any) -> None:
     response = client.get("/")
     assert response.status_code == 200
     assert response.headers["X-Frame-Options"] == "DENY"
-    assert response.headers["RateLimit-Policy"].startswith('"60s";q=100')
+    assert response.headers["RateLimit-Policy"].startswith('"100-per-60s";q=100')
     assert response.headers["X-RateLimit-Remaining"] == "99"
 
 

@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard_core.attack_patterns import (
+from guard_core._shared.policy.attack_patterns import (
     BUILTIN_CATEGORIES,
     BUILTIN_PATTERNS,
-    CUSTOM,
     MIN_SCAN_LENGTH,
     AttackPattern,
     CustomPatternCache,
@@ -23,6 +22,7 @@ from guard_core.attack_patterns import (
     scan,
     scan_length,
 )
+from guard_core._shared.policy.builtin_patterns import CUSTOM
 
 LIMIT = 10_000
 
@@ -384,8 +384,8 @@ def test_cache_is_thread_safe() -> None:
 
 
 def test_deeply_nested_stored_json_is_malformed_not_a_crash() -> None:
-    from guard_core.attack_patterns import decode_pattern_list
-    from guard_core.validation import parse_json
+    from guard_core._shared.policy.attack_patterns import decode_pattern_list
+    from guard_core._shared.validation import parse_json
 
     assert decode_pattern_list("[" * 100_000) is None
     with pytest.raises(ValueError, match="stored value is not JSON"):

@@ -14,9 +14,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from guard_core.auto_pipeline import AsyncAutoPipeline, pack
+from guard_core._shared.connection.auto_pipeline import AsyncAutoPipeline
+from guard_core._shared.connection.resp import pack
+from guard_core._shared.connection.slots import AsyncSlots
 from guard_core.exceptions import RedisUnavailableError
-from guard_core.primitives import AsyncSlots
 from guard_core.testing import LocalRedisServer
 
 pytestmark = pytest.mark.anyio

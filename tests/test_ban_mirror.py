@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from guard_core.ban_mirror import AddressMirror
+from guard_core._shared.storage.address_mirror import AddressMirror
 
 
 def test_a_ban_holds_until_it_ends() -> None:

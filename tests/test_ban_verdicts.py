@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from guard_core.ban_verdicts import VerdictCache
+from guard_core._shared.storage.verdict_cache import VerdictCache
 
 MARKS = (0, 0)
 

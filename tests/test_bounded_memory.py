@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from guard_core.ban_store import BanRecord, MemoryBanStore
-from guard_core.journal import Change, Journal
-from guard_core.sliding_window import MemorySlidingWindow
+from guard_core._shared.storage.journal import Change, Journal
+from guard_core._shared.storage.memory_bans import BanRecord, MemoryBanStore
+from guard_core._shared.storage.memory_windows import MemorySlidingWindow
 
 NOW = 1_000_000.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from guard_core.circuit_breaker import Admission, BreakerState, CircuitBreaker
+from guard_core._shared.connection.circuit_breaker import Admission, BreakerState, CircuitBreaker
 
 
 class Clock:

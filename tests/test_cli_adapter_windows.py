@@ -18,11 +18,11 @@ with warnings.catch_warnings():  # Starlette's notice about its test client's HT
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from guard_core._shared.policy.rate_limit_rules import guard_rule
 from guard_core.adapters.asgi import GuardMiddleware
 from guard_core.cli.app import cli
 from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
-from guard_core.rate_limit_rules import guard_rule
 
 CLIENT = ("203.0.113.20", 40000)
 LOGIN_LIMIT = 3

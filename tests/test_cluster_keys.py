@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from guard_core.keys import build_key, build_pattern, key_in_namespace
+from guard_core._shared.keys import build_key, build_pattern, key_in_namespace
 
 key_parts = st.text(
     alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),

@@ -15,15 +15,8 @@ import re2
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from guard_core.attack_patterns import (
-    BUILTIN_PATTERNS,
-    compile_custom,
-    decode_pattern_list,
-    scan,
-    validate_pattern_text,
-)
-from guard_core.ip_utils import canonical_ip, is_loopback, parse_ip, parse_network
-from guard_core.keys import (
+from guard_core._shared.addresses import canonical_ip, is_loopback, parse_ip, parse_network
+from guard_core._shared.keys import (
     build_key,
     build_pattern,
     escape_glob,
@@ -34,14 +27,17 @@ from guard_core.keys import (
     validate_ttl,
     validate_value,
 )
-from guard_core.models import SecurityConfig
-from guard_core.security_headers import (
-    DEFAULT_CONFIG,
-    HeadersConfig,
-    validate_header_name,
-    validate_header_value,
+from guard_core._shared.policy.attack_patterns import (
+    BUILTIN_PATTERNS,
+    compile_custom,
+    decode_pattern_list,
+    scan,
+    validate_pattern_text,
 )
-from guard_core.validation import MAX_COUNT, MAX_TTL, check_count, check_seconds, check_text
+from guard_core._shared.policy.header_values import validate_header_name, validate_header_value
+from guard_core._shared.policy.security_headers import DEFAULT_CONFIG, HeadersConfig
+from guard_core._shared.validation import MAX_COUNT, MAX_TTL, check_count, check_seconds, check_text
+from guard_core.models import SecurityConfig
 from tests.support.hostile import (
     GLOB_META,
     Level,

@@ -11,11 +11,15 @@ import guard_core
 import guard_core.request_check
 import guard_core_sync
 import guard_core_sync.request_check
-from guard_core.check_settings import CheckSettings
-from guard_core.client_address import ClientAddressResolver, forwarded_for, x_forwarded_for
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.client_address import (
+    ClientAddressResolver,
+    forwarded_for,
+    x_forwarded_for,
+)
+from guard_core._shared.policy.request_decoding import MAX_DECODINGS, decoded_variants
+from guard_core._shared.policy.request_model import RequestInfo
 from guard_core.models import SecurityConfig
-from guard_core.request_decoding import MAX_DECODINGS, decoded_variants
-from guard_core.request_model import RequestInfo
 
 addressish = st.one_of(
     st.text(max_size=60),

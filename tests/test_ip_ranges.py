@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard_core.ip_ranges import (
+from guard_core._shared.addresses import (
+    IPAddress,
+    IPNetwork,
+    canonical_ip,
+    is_loopback,
+    parse_ip,
+    parse_network,
+)
+from guard_core._shared.policy.ip_ranges import (
     DEFAULT_URLS,
     PARSERS,
     IPRangeTable,
@@ -22,14 +30,6 @@ from guard_core.ip_ranges import (
     parse_aws,
     parse_azure,
     parse_gcp,
-)
-from guard_core.ip_utils import (
-    IPAddress,
-    IPNetwork,
-    canonical_ip,
-    is_loopback,
-    parse_ip,
-    parse_network,
 )
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from guard_core.journal import Change, Journal
-from guard_core.outcome import UNAVAILABLE, Written
+from guard_core._shared.storage.journal import Change, Journal
+from guard_core._shared.storage.outcomes import UNAVAILABLE, Written
 
 
 def change(target: str, action: str = "ban", at: float = 1.0, **fields: object) -> Change:

@@ -7,14 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guard_core.keys import (
+from guard_core._shared.keys import (
     build_key,
     build_pattern,
     escape_glob,
     validate_ttl,
     validate_value,
 )
-from guard_core.validation import MAX_TTL
+from guard_core._shared.validation import MAX_TTL
 
 
 def test_build_key_layout() -> None:

@@ -78,9 +78,9 @@ def test_sync_guard_used_in_a_forked_child(redis_server: LocalRedisServer) -> No
 def test_process_guard_makes_a_new_guard_in_a_forked_child(redis_server: LocalRedisServer) -> None:
     """What `gunicorn --preload` does: the app (and a used guard) exists before the fork;
     each worker must get a guard of its own, started, while the parent keeps its own."""
+    from guard_core._shared.policy.check_settings import CheckSettings
+    from guard_core._shared.policy.request_model import RequestInfo
     from guard_core.adapters._process import ProcessGuard
-    from guard_core.check_settings import CheckSettings
-    from guard_core.request_model import RequestInfo
 
     config = SecurityConfig(redis_url=redis_server.url, redis_prefix="pfork:")
     process = ProcessGuard(config, CheckSettings(default_limits="1/minute"))

@@ -8,10 +8,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import guard_core_sync.request_check
-from guard_core.check_settings import CheckSettings
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.request_model import Decision, RequestInfo
 from guard_core.metrics import PrometheusMetrics
 from guard_core.models import SecurityConfig
-from guard_core.request_model import Decision, RequestInfo
 
 CONFIG = SecurityConfig(enable_redis=False)
 

@@ -7,9 +7,9 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard_core.ban_store import BanRecord, MemoryBanStore
-from guard_core.ip_utils import IPAddress, IPNetwork
-from guard_core.network_index import NetworkIndex
+from guard_core._shared.addresses import IPAddress, IPNetwork
+from guard_core._shared.storage.memory_bans import BanRecord, MemoryBanStore
+from guard_core._shared.storage.network_index import NetworkIndex
 
 v4_networks = st.builds(
     lambda value, length: ipaddress.ip_network((value, length), strict=False),

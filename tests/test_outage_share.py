@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
+from guard_core._shared.storage.outage_windows import Members, OutageWindows, share_of
 from guard_core.models import SecurityConfig
-from guard_core.outage_share import Members, OutageWindows, share_of
 
 WINDOW = 60.0
 

@@ -79,9 +79,11 @@ def test_wheel_holds_both_faces_lua_scripts_and_typing_markers(wheel: Path) -> N
         assert f"{face}/guard.py" in names
         assert f"{face}/handlers/redis_handler.py" in names
         assert f"{face}/connection/manager.py" in names
-    lua = {Path(p).name for p in (ROOT / "guard_core" / "lua").glob("*.lua")}
+    lua = {
+        Path(p).name for p in (ROOT / "guard_core" / "_shared" / "storage" / "lua").glob("*.lua")
+    }
     assert lua, "no Lua scripts in the source tree"
-    assert {f"guard_core/lua/{name}" for name in lua} <= names
+    assert {f"guard_core/_shared/storage/lua/{name}" for name in lua} <= names
     assert "guard_core/cli/app.py" in names
     assert "guard_core/cli/commands/ratelimit.py" in names  # the commands, one per module
     # the suite's topologies stay in the tests; the wheel ships the one throwaway server

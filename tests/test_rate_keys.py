@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from guard_core.rate_keys import KeyMemo, window_key
+from guard_core._shared.policy.rate_keys import KeyMemo, window_key
 
 
 def test_keys_are_canonical_and_unambiguous() -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guard_core.redaction import Redactor, escape_control, redact_url, url_secrets
+from guard_core._shared.redaction import Redactor, escape_control, redact_url, url_secrets
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ from typing import NoReturn
 import pytest
 from redis.connection import parse_url
 
+from guard_core._shared.connection.redis_url import Topology, parse_redis_url, topology_of
+from guard_core._shared.redaction import Redactor, redact_url, url_secrets
 from guard_core.models import SecurityConfig
-from guard_core.redaction import Redactor, redact_url, url_secrets
-from guard_core.redis_url import Topology, parse_redis_url, topology_of
 
 SECRET = "hunter22"
 

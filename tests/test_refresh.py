@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from guard_core.refresh import RefreshClaim
+from guard_core._shared.storage.refresh_claim import RefreshClaim
 
 
 class Clock:

@@ -7,26 +7,27 @@ from ipaddress import ip_address
 
 import pytest
 
-from guard_core.client_address import (
+from guard_core._shared.policy.client_address import (
     ClientAddressResolver,
     forwarded_for,
     group_address,
     lower_headers,
     parse_node,
 )
-from guard_core.header_presets import FASTAPI_DOCS_CSP, fastapi_docs_overrides
-from guard_core.rate_limit_rules import (
+from guard_core._shared.policy.header_presets import FASTAPI_DOCS_CSP, fastapi_docs_overrides
+from guard_core._shared.policy.rate_limit_rules import (
     guard_rule,
     key_of,
     limit_state,
+    make_rule,
     parse_limits,
     ratelimit_headers,
     retry_after,
     rule_of,
 )
-from guard_core.request_decoding import decoded_variants, scan_texts
-from guard_core.request_model import RequestInfo
-from guard_core.security_headers import HeadersConfig, build_headers
+from guard_core._shared.policy.request_decoding import decoded_variants, scan_texts
+from guard_core._shared.policy.request_model import RequestInfo
+from guard_core._shared.policy.security_headers import HeadersConfig, build_headers
 
 
 @pytest.mark.parametrize(
@@ -37,6 +38,8 @@ from guard_core.security_headers import HeadersConfig, build_headers
         ("10 per 30 seconds", [(10, 30)]),
         ("3/s, 20/5m", [(3, 1), (20, 300)]),
         ("7/Minutes", [(7, 60)]),
+        ("1000/month", [(1000, 30 * 86400)]),
+        ("5 per 2 months; 20/year", [(5, 60 * 86400), (20, 365 * 86400)]),
     ],
 )
 def test_limit_strings(text: str, expected: list[tuple[int, int]]) -> None:
@@ -66,8 +69,8 @@ def test_ratelimit_headers_report_the_tightest_limit() -> None:
         limit_state(hour, remaining=90, reset_after=1000.0, allowed=True),
     )
     headers = ratelimit_headers(states)
-    assert headers["RateLimit-Policy"] == '"60s";q=5;w=60, "3600s";q=100;w=3600'
-    assert headers["RateLimit"] == '"60s";r=0;t=13'
+    assert headers["RateLimit-Policy"] == '"5-per-60s";q=5;w=60, "100-per-3600s";q=100;w=3600'
+    assert headers["RateLimit"] == '"5-per-60s";r=0;t=13'
     assert (headers["X-RateLimit-Limit"], headers["X-RateLimit-Reset"]) == ("5", "13")
     assert set(ratelimit_headers(states, ietf=False)) == {
         "X-RateLimit-Limit",
@@ -178,3 +181,19 @@ def test_fastapi_docs_preset_allows_what_the_docs_page_loads() -> None:
             assert found.group(1) in directives[directive], (found.group(1), directive)
         if re.search(r"<script>\s*\S", html):
             assert "'unsafe-inline'" in directives["script-src"]
+
+
+@pytest.mark.parametrize("scope", ["", "two words", "a|b", 'quote"d', "x" * 101])
+def test_a_shared_limit_scope_is_a_plain_name(scope: str) -> None:
+    with pytest.raises(ValueError, match="scope"):
+        make_rule("5/minute", scope=scope)
+
+
+def test_rule_options_are_checked_when_the_rule_is_made() -> None:
+    with pytest.raises(TypeError, match="exempt_when"):
+        make_rule("5/minute", exempt_when="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a limit"):
+        make_rule("5/fortnight", scope="search")
+    rule = make_rule(lambda info: "2/minute", scope="search")
+    assert rule.limits is None and rule.scope == "search"
+    assert [limit.count for limit in rule.limits_for(RequestInfo(None, "GET", "/"))] == [2]

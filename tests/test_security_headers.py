@@ -11,21 +11,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guard_core.security_headers import (
-    DEFAULT_CONFIG,
+from guard_core._shared.policy.header_values import (
     FORBIDDEN_HEADER_NAMES,
-    MAX_JSON_LENGTH,
     MAX_VALUE_LENGTH,
+    normalize_csp,
+    normalize_headers,
+    serialize_csp,
+    validate_header_name,
+    validate_header_value,
+)
+from guard_core._shared.policy.security_headers import (
+    DEFAULT_CONFIG,
+    MAX_JSON_LENGTH,
     CompiledHeaders,
     HeadersConfig,
     apply_changes,
     build_headers,
-    normalize_csp,
-    normalize_headers,
     path_matches,
-    serialize_csp,
-    validate_header_name,
-    validate_header_value,
 )
 
 TCHAR = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"

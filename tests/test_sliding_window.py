@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from guard_core._shared.storage.memory_windows import MemorySlidingWindow, next_hit_id
 from guard_core.models import RateLimitResult
-from guard_core.sliding_window import MemorySlidingWindow, next_hit_id
 
 # Forking a process with threads running is what these tests check (state made before a
 # pre-fork server's fork); Python 3.12+ warns on every such fork.
@@ -79,7 +79,7 @@ def test_verdict_agrees_with_hit(steps: list[tuple[str, int, float, float]]) -> 
     now = 1000.0
     for key, limit, window, gap in steps:
         now += gap
-        with mock.patch("guard_core.sliding_window._monotonic", return_value=now):
+        with mock.patch("guard_core._shared.storage.memory_windows._monotonic", return_value=now):
             verdict = by_verdict.verdict(key, limit, window)
         expected = by_hit.hit(key, limit, window, now=now)
         assert isinstance(verdict, RateLimitResult)
@@ -122,7 +122,7 @@ def test_hit_ids_are_unique_across_threads() -> None:
 def test_hit_ids_are_unique_across_processes() -> None:
     """Two instances (two processes) never name two hits alike: each draws its own prefix."""
     draw = (
-        "from guard_core.sliding_window import next_hit_id; "
+        "from guard_core._shared.storage.memory_windows import next_hit_id; "
         "print(*(next_hit_id() for _ in range(1000)))"
     )
     runs = [

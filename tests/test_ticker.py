@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from guard_core.primitives import AsyncTicker
+from guard_core._shared.concurrency import AsyncTicker
 
 pytestmark = pytest.mark.anyio
 

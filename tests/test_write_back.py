@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from guard_core.write_back import Replay, WriteBackSchedule
+from guard_core._shared.storage.write_back_schedule import Replay, WriteBackSchedule
 
 
 def test_nothing_to_do_until_something_changes() -> None:

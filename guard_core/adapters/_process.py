@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from guard_core.check_settings import CheckSettings
-from guard_core.client_address import lower_headers
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.client_address import lower_headers
+from guard_core._shared.policy.request_model import RequestInfo
 from guard_core.models import SecurityConfig
-from guard_core.request_model import RequestInfo
 from guard_core_sync.guard import Guard
 from guard_core_sync.request_check import RequestCheck
 

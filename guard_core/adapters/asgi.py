@@ -16,13 +16,13 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from guard_core.check_settings import CheckSettings
-from guard_core.client_address import lower_headers
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.client_address import lower_headers
+from guard_core._shared.policy.rate_limit_rules import rule_of
+from guard_core._shared.policy.request_model import Decision, RequestInfo
 from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
-from guard_core.rate_limit_rules import rule_of
 from guard_core.request_check import RequestCheck
-from guard_core.request_model import Decision, RequestInfo
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -11,7 +11,7 @@ or `CheckSettings` fields. The app config validates it at start-up (a bad value 
 `ImproperlyConfigured`); each process makes and starts one guard on its first request and
 closes it at exit. `get_guard()` returns this process's `guard_core_sync.Guard`. Route
 templates come from the URL resolver, with a leading '/' (`/users/<int:pk>/`); per-route
-rules from `guard_core.rate_limit_rules.guard_rule` on the view, or `rules=` by template.
+rules from `guard_core.guard_rule` on the view, or `rules=` by template.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 
-from guard_core.check_settings import CheckSettings
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.rate_limit_rules import rule_of
 from guard_core.models import SecurityConfig
-from guard_core.rate_limit_rules import rule_of
 from guard_core_sync.guard import Guard
 
 from ._process import ProcessGuard, environ_request

@@ -7,7 +7,7 @@ Each process makes and starts its own guard on its first request (safe under `gu
 --preload` and with gthread workers) and closes it at exit. `guard.guard` is this
 process's `guard_core_sync.Guard` (for admin views: bans, patterns, headers). Route
 templates come from Flask's URL rules (`/users/<int:user_id>`); per-route rules from
-`guard_core.rate_limit_rules.guard_rule` on the view, or `rules=` by template.
+`guard_core._shared.policy.rate_limit_rules.guard_rule` on the view, or `rules=` by template.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
-from guard_core.check_settings import CheckSettings
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.rate_limit_rules import rule_of
 from guard_core.models import SecurityConfig
-from guard_core.rate_limit_rules import rule_of
 from guard_core_sync.guard import Guard
 
 from ._process import ProcessGuard, environ_request

@@ -12,10 +12,16 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from guard_core._shared.keys import (
+    CLOUD_RANGES,
+    NAMESPACES,
+    RATE_LIMIT,
+    rate_window_key,
+    route_endpoint,
+)
+from guard_core._shared.redaction import Redactor, redact_url
+from guard_core._shared.validation import parse_json
 from guard_core.exceptions import GuardRedisError
-from guard_core.keys import CLOUD_RANGES, NAMESPACES, RATE_LIMIT, rate_window_key, route_endpoint
-from guard_core.redaction import Redactor, redact_url
-from guard_core.validation import parse_json
 from guard_core_sync import Guard
 
 #: The namespaces guard-core writes (the key layout: `{prefix}{namespace}:{key}`).

@@ -17,6 +17,7 @@ import click
 from rich.console import Group
 from rich.live import Live
 
+from guard_core._shared.keys import RATE_LIMIT
 from guard_core.cli.render import console, span, table
 from guard_core.cli.state import (
     CommandError,
@@ -27,7 +28,6 @@ from guard_core.cli.state import (
     split_key,
     where,
 )
-from guard_core.keys import RATE_LIMIT
 from guard_core_sync import Guard
 
 BUSIEST = 5

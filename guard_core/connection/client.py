@@ -1,8 +1,8 @@
 """The one place a Redis client is built from a `SecurityConfig`.
 
 `redis_url` names one server, a Sentinel-managed master or a Cluster (see
-`guard_core.redis_url`); each gets the same bounded timeouts and the same retry policy: a
-dropped connection is retried with jittered backoff, a timeout never is.
+`guard_core._shared.connection.redis_url`); each gets the same bounded timeouts and the
+same retry policy: a dropped connection is retried with jittered backoff, a timeout never is.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from redis.asyncio.connection import AbstractConnection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ClusterDownError, ConnectionError, SlotNotCoveredError
+from redis.exceptions import ClusterDownError, ConnectionError, ResponseError, SlotNotCoveredError
 
+from guard_core._shared.connection.redis_url import RedisTarget, Topology, parse_redis_url
 from guard_core.models import SecurityConfig
-from guard_core.redis_url import RedisTarget, Topology, parse_redis_url
 
 _TLS_DEFAULTS: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
 
@@ -226,3 +226,37 @@ def _cluster_client(config: SecurityConfig, target: RedisTarget) -> GuardRedisCl
         password=target.password,
         **tls_options(target),
     )
+
+
+class ServerProcesses:
+    """Which server process (its `run_id`) answered last at each address."""
+
+    def __init__(self) -> None:
+        self._run_ids: dict[str, str] = {}
+
+    async def handshake(self, connection: AbstractConnection) -> bool:
+        """Finish a new connection's handshake and note who answers: True when another
+        process than last time answers at this address (a restart; its data may be gone)."""
+        conn: Any = connection  # the sync face's connection methods are untyped
+        await conn.on_connect()
+        try:
+            await conn.send_command("INFO", "server")
+            info = await conn.read_response()
+        except ResponseError:  # e.g. an ACL user without INFO: restarts go unnoticed
+            return False
+        run_id = _run_id(info)
+        if run_id is None:
+            return False
+        # per address: a Sentinel failover moves to another server, which is no restart
+        address = f"{getattr(conn, 'host', '')}:{getattr(conn, 'port', '')}"
+        previous = self._run_ids.get(address)
+        self._run_ids[address] = run_id
+        return previous is not None and previous != run_id
+
+
+def _run_id(info: object) -> str | None:
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("run_id:"):
+            return line.partition(":")[2].strip()
+    return None

@@ -8,10 +8,10 @@ says (shared out between the instances by default) and written into Redis afterw
 
 from __future__ import annotations
 
-from guard_core.ip_utils import parse_ip
-from guard_core.keys import BEHAVIOR_USAGE, encode_key_part
+from guard_core._shared.addresses import parse_ip
+from guard_core._shared.keys import BEHAVIOR_USAGE, encode_key_part
+from guard_core._shared.validation import check_count, check_seconds, check_text
 from guard_core.models import SecurityConfig
-from guard_core.validation import check_count, check_seconds, check_text
 
 from ..connection.manager import RedisManager
 from ..storage.state_store import StateStore

@@ -18,7 +18,11 @@ from typing import Literal
 
 import httpx
 
-from guard_core.ip_ranges import (
+from guard_core._shared.addresses import IPAddress, parse_ip
+from guard_core._shared.concurrency import AsyncLock
+from guard_core._shared.keys import CLOUD_RANGES
+from guard_core._shared.logs import get_logger
+from guard_core._shared.policy.ip_ranges import (
     DEFAULT_URLS,
     PARSERS,
     IPRangeTable,
@@ -27,13 +31,9 @@ from guard_core.ip_ranges import (
     encode_cached,
     find_azure_json_url,
 )
-from guard_core.ip_utils import IPAddress, parse_ip
-from guard_core.keys import CLOUD_RANGES
-from guard_core.logs import get_logger
+from guard_core._shared.redaction import Redactor, escape_control, redact_url
+from guard_core._shared.storage.outcomes import Unavailable
 from guard_core.models import SecurityConfig
-from guard_core.outcome import Unavailable
-from guard_core.primitives import AsyncLock
-from guard_core.redaction import Redactor, escape_control, redact_url
 
 from ..connection.manager import RedisManager
 from ..storage.state_store import StateStore

@@ -6,17 +6,17 @@ clock. During an outage, what `rate_limit_outage_policy` says (by default each i
 admits its share of what was left of the limit: `guard_core.storage.window_store`).
 
 `check()` runs on every request, so its path is kept short: the key of an (identifier,
-endpoint) pair is worked out once and remembered (`guard_core.rate_keys`), limits and
+endpoint) pair is worked out once and remembered (`guard_core._shared.policy.rate_keys`), limits and
 windows of the usual types are range-checked inline (anything else goes through the full
 checks), and with Redis disabled the memory window gives the verdict without an await.
 """
 
 from __future__ import annotations
 
-from guard_core.keys import RATE_LIMIT
+from guard_core._shared.keys import RATE_LIMIT
+from guard_core._shared.policy.rate_keys import KeyMemo, window_key
+from guard_core._shared.validation import MAX_COUNT, MAX_TTL, check_count, check_seconds
 from guard_core.models import RateLimitResult, SecurityConfig
-from guard_core.rate_keys import KeyMemo, window_key
-from guard_core.validation import MAX_COUNT, MAX_TTL, check_count, check_seconds
 
 from ..connection.manager import RedisManager
 from ..storage.state_store import StateStore

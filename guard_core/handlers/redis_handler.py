@@ -2,6 +2,7 @@
 lives in `guard_core.connection.manager`, the connection layer below the subsystems.
 """
 
-from ..connection.manager import SCAN_COUNT, RedisManager, redis_handler
+from ..connection.manager import RedisManager, redis_handler
+from ..connection.operations import SCAN_COUNT
 
 __all__ = ["SCAN_COUNT", "RedisManager", "redis_handler"]

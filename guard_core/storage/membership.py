@@ -7,7 +7,7 @@ flusher sends this instance's heartbeat on every tick (no round trip on the requ
 its id scored by the server's time in the sorted set `members:instances`, from which
 instances silent for `rate_limit_member_timeout` seconds are dropped. The live count and
 this instance's place among them, as last seen, split rate limits during an outage
-(`guard_core.outage_share`). A closing instance leaves the set at once.
+(`guard_core._shared.storage.outage_windows`). A closing instance leaves the set at once.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 import uuid
 
-from guard_core.keys import INSTANCES, MEMBERS
-from guard_core.logs import get_logger
-from guard_core.lua_scripts import MEMBERSHIP
-from guard_core.outage_share import Members
-from guard_core.outcome import UNAVAILABLE, Unavailable
+from guard_core._shared.keys import INSTANCES, MEMBERS
+from guard_core._shared.logs import get_logger
+from guard_core._shared.storage.lua_scripts import MEMBERSHIP
+from guard_core._shared.storage.outage_windows import Members
+from guard_core._shared.storage.outcomes import UNAVAILABLE, Unavailable
 
 from .topics import Store
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 import time
 
-from guard_core.journal import Change
-from guard_core.keys import CUSTOM_PATTERNS as CUSTOM_KEY
-from guard_core.keys import PATTERN_CHANGES, PATTERNS
-from guard_core.lua_scripts import PATTERN_WRITE
-from guard_core.outcome import Unavailable
+from guard_core._shared.keys import CUSTOM_PATTERNS as CUSTOM_KEY
+from guard_core._shared.keys import PATTERN_CHANGES, PATTERNS
+from guard_core._shared.storage.journal import Change
+from guard_core._shared.storage.lua_scripts import PATTERN_WRITE
+from guard_core._shared.storage.outcomes import Unavailable
 
 from .documents import DocumentStorage
 from .topics import PATTERN, Applied, Store, applied, lua_time

@@ -1,7 +1,8 @@
 """Sliding-window counting for policies (rate limits, behaviour tracking): the shared window
 in Redis when it answers; while it does not, what `rate_limit_outage_policy` says:
 - "share": each instance counts against its share of what was left of the limit (see
-  `guard_core.outage_share`); those hits are written into the shared window afterwards;
+  `guard_core._shared.storage.outage_windows`); those hits are written into the shared
+  window afterwards;
 - "local": each instance counts for itself in a memory window;
 - "deny": limiting refuses every hit (tracking counts as under "share").
 
@@ -10,11 +11,11 @@ Policies decide keys, limits and what a count means; this module only counts hit
 
 from __future__ import annotations
 
-from guard_core.keys import BEHAVIOR_USAGE, RATE_LIMIT
+from guard_core._shared.keys import BEHAVIOR_USAGE, RATE_LIMIT
+from guard_core._shared.storage.memory_windows import MemorySlidingWindow, WindowResult, next_hit_id
+from guard_core._shared.storage.outage_windows import DENY, LOCAL, denied
+from guard_core._shared.storage.outcomes import Unavailable
 from guard_core.models import SecurityConfig
-from guard_core.outage_share import DENY, LOCAL, denied
-from guard_core.outcome import Unavailable
-from guard_core.sliding_window import MemorySlidingWindow, WindowResult, next_hit_id
 
 from ..connection.manager import RedisManager
 from .state_store import StateStore

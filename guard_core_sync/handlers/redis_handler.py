@@ -4,6 +4,7 @@
 lives in `guard_core_sync.connection.manager`, the connection layer below the subsystems.
 """
 
-from ..connection.manager import SCAN_COUNT, RedisManager, redis_handler
+from ..connection.manager import RedisManager, redis_handler
+from ..connection.operations import SCAN_COUNT
 
 __all__ = ["SCAN_COUNT", "RedisManager", "redis_handler"]

@@ -28,14 +28,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from guard_core.journal import Change
-from guard_core.logs import get_logger
-from guard_core.models import SecurityConfig
-from guard_core.outcome import Unavailable, Written
-from guard_core.primitives import Lock
-from guard_core.redaction import escape_control
-from guard_core.refresh import RefreshClaim
-from guard_core.security_headers import (
+from guard_core._shared.concurrency import Lock
+from guard_core._shared.logs import get_logger
+from guard_core._shared.policy.security_headers import (
     CONFIG_KEY,
     DEFAULT_CONFIG,
     NAMESPACE,
@@ -43,6 +38,11 @@ from guard_core.security_headers import (
     HeadersConfig,
     apply_changes,
 )
+from guard_core._shared.redaction import escape_control
+from guard_core._shared.storage.journal import Change
+from guard_core._shared.storage.outcomes import Unavailable, Written
+from guard_core._shared.storage.refresh_claim import RefreshClaim
+from guard_core.models import SecurityConfig
 
 from ..connection.manager import RedisManager
 from ..storage.state_store import StateStore

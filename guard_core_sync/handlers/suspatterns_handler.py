@@ -12,7 +12,10 @@ another instance (`guard_core_sync.storage.invalidation`).
 
 from __future__ import annotations
 
-from guard_core.attack_patterns import (
+from guard_core._shared.keys import CUSTOM_PATTERNS as CUSTOM_KEY
+from guard_core._shared.keys import PATTERNS
+from guard_core._shared.logs import get_logger
+from guard_core._shared.policy.attack_patterns import (
     BUILTIN_PATTERNS,
     CustomPatternCache,
     PatternList,
@@ -22,14 +25,11 @@ from guard_core.attack_patterns import (
     scan,
     validate_pattern_text,
 )
-from guard_core.journal import Change
-from guard_core.keys import CUSTOM_PATTERNS as CUSTOM_KEY
-from guard_core.keys import PATTERNS
-from guard_core.logs import get_logger
+from guard_core._shared.redaction import escape_control
+from guard_core._shared.storage.journal import Change
+from guard_core._shared.storage.outcomes import Unavailable, Written
+from guard_core._shared.storage.refresh_claim import RefreshClaim
 from guard_core.models import SecurityConfig
-from guard_core.outcome import Unavailable, Written
-from guard_core.redaction import escape_control
-from guard_core.refresh import RefreshClaim
 
 from ..connection.manager import RedisManager
 from ..storage.state_store import StateStore

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-from guard_core.journal import Change
-from guard_core.lua_scripts import DOCUMENT_WRITE
-from guard_core.outcome import Unavailable
+from guard_core._shared.storage.journal import Change
+from guard_core._shared.storage.lua_scripts import DOCUMENT_WRITE
+from guard_core._shared.storage.outcomes import Unavailable
 
 from .topics import DOCUMENT, Applied, Store, applied, lua_time
 

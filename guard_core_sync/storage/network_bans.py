@@ -17,17 +17,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from guard_core.ban_store import BanRecord, decode_ban, encode_ban
-from guard_core.ip_utils import parse_network
-from guard_core.journal import Change
-from guard_core.keys import BANNED_NETWORKS, NETWORK_EXPIRY, NETWORK_INDEX
-from guard_core.lua_scripts import NETWORK_BAN_WRITE
-from guard_core.network_index import NetworkIndex
-from guard_core.outcome import UNAVAILABLE, Unavailable, Written
-from guard_core.redaction import escape_control
-from guard_core.refresh import RefreshClaim
+from guard_core._shared.addresses import parse_network
+from guard_core._shared.keys import BANNED_NETWORKS, NETWORK_EXPIRY, NETWORK_INDEX
+from guard_core._shared.redaction import escape_control
+from guard_core._shared.storage.journal import Change
+from guard_core._shared.storage.lua_scripts import NETWORK_BAN_WRITE
+from guard_core._shared.storage.memory_bans import BanRecord, decode_ban, encode_ban
+from guard_core._shared.storage.network_index import NetworkIndex
+from guard_core._shared.storage.outcomes import UNAVAILABLE, Unavailable, Written
+from guard_core._shared.storage.refresh_claim import RefreshClaim
 
-from ..connection.manager import SCAN_COUNT
+from ..connection.operations import SCAN_COUNT
 from .topics import Applied, Store, applied, lua_time
 
 VERSION_FIELD = "#version"

@@ -5,8 +5,8 @@ the hits counted meanwhile written into the shared windows once Redis answers ag
 
 One per `StateStore` (hence per `Guard`): `store.outage`. Policy (`rate_limit_outage_policy`)
 is applied by the window store of the subsystems; this module holds the storage side:
-- the warm windows (`guard_core.outage_share.OutageWindows`, one per namespace), fed by every
-  Redis reply and used during an outage;
+- the warm windows (`guard_core._shared.storage.outage_windows.OutageWindows`, one per
+  namespace), fed by every Redis reply and used during an outage;
 - the live instances (`membership.Membership`), refreshed by the background flusher;
 - journal changes of topic `window_hits`: per window, the hits counted here during the
   outage, each with its id and time; written back by `lua/window_merge.lua`, which adds each
@@ -18,11 +18,11 @@ from __future__ import annotations
 import math
 import threading
 
-from guard_core.journal import Change
-from guard_core.lua_scripts import WINDOW_MERGE
-from guard_core.outage_share import Hit, OutageWindows
-from guard_core.outcome import Unavailable, Written
-from guard_core.sliding_window import WindowResult
+from guard_core._shared.storage.journal import Change
+from guard_core._shared.storage.lua_scripts import WINDOW_MERGE
+from guard_core._shared.storage.memory_windows import WindowResult
+from guard_core._shared.storage.outage_windows import Hit, OutageWindows
+from guard_core._shared.storage.outcomes import Unavailable, Written
 
 from .membership import Membership
 from .topics import WINDOW_HITS, Applied, Store

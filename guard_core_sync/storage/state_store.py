@@ -8,8 +8,8 @@ Writes of shared state go through the journal: a change Redis cannot take now is
 written back when Redis answers again, by a background flusher (started by `Guard`) even if
 no request comes, or at the latest when the guard closes. After Redis restarts without its
 data, every change still in effect is written again. Conflicts between instances are settled
-in Redis by when each change was made (Lua scripts under `guard_core/lua/`), never by the
-order in which instances write back.
+in Redis by when each change was made (Lua scripts under `guard_core/_shared/storage/lua/`),
+never by the order in which instances write back.
 
 Each journal topic has a module of its own, which knows its Redis layout and registers a
 `Topic` here: `bans` (with `network_bans`), `patterns`, `documents`, `windows` and
@@ -23,14 +23,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from guard_core._shared.concurrency import Ticker, all_at_once
+from guard_core._shared.logs import get_logger
+from guard_core._shared.storage.journal import Change, Journal
+from guard_core._shared.storage.lua_scripts import LuaScript
+from guard_core._shared.storage.outcomes import UNAVAILABLE, Written
+from guard_core._shared.storage.write_back_schedule import Replay, WriteBackSchedule
 from guard_core.exceptions import GuardRedisError
-from guard_core.journal import Change, Journal
-from guard_core.logs import get_logger
-from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig
-from guard_core.outcome import UNAVAILABLE, Written
-from guard_core.primitives import Ticker, all_at_once
-from guard_core.write_back import Replay, WriteBackSchedule
 
 from ..connection.manager import RedisManager
 from .bans import BanStorage
@@ -108,6 +108,12 @@ class StateStore:
         if store.config is not config or store.redis is not redis:
             raise ValueError("store must be made from the same config and Redis manager")
         return store
+
+    @property
+    def instance_id(self) -> str:
+        """This instance's id (one per `Guard`): in the set of live instances, and in the
+        `by` of the bans it makes."""
+        return self.outage.membership.instance_id
 
     @property
     def sharing(self) -> bool:
@@ -368,7 +374,7 @@ class StateStore:
         """`call(manager)`'s result, or `UNAVAILABLE` when Redis is not in use or failed (the
         manager has logged and reported the failure)."""
         redis = self.redis
-        if redis is None or not redis.config.enable_redis:
+        if redis is None or not self.sharing:
             return UNAVAILABLE
         try:
             return call(redis)
@@ -378,12 +384,5 @@ class StateStore:
     def script(
         self, script: LuaScript, keys: Sequence[tuple[str, str]], args: Sequence[str | int | float]
     ) -> Any:
-        """The script's reply, or `UNAVAILABLE` as `call` says (spelled out: every rate-limit
-        check on Redis comes through here)."""
-        redis = self.redis
-        if redis is None or not redis.config.enable_redis:
-            return UNAVAILABLE
-        try:
-            return redis.run_script(script, keys, args)
-        except GuardRedisError:
-            return UNAVAILABLE
+        """The script's reply, or `UNAVAILABLE` as `call` says."""
+        return self.call(lambda redis: redis.run_script(script, keys, args))

@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from guard_core.journal import Change, Journal
-from guard_core.lua_scripts import LuaScript
+from guard_core._shared.storage.journal import Change, Journal
+from guard_core._shared.storage.lua_scripts import LuaScript
+from guard_core._shared.storage.outcomes import Unavailable, Written
 from guard_core.models import SecurityConfig
-from guard_core.outcome import Unavailable, Written
 
 if TYPE_CHECKING:
     from ..connection.manager import RedisManager

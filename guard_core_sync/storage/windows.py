@@ -14,10 +14,10 @@ import math
 import time
 from typing import Any
 
-from guard_core.journal import Change
-from guard_core.lua_scripts import SLIDING_WINDOW
-from guard_core.outcome import UNAVAILABLE, Unavailable, Written
-from guard_core.sliding_window import WindowResult, next_hit_id
+from guard_core._shared.storage.journal import Change
+from guard_core._shared.storage.lua_scripts import SLIDING_WINDOW
+from guard_core._shared.storage.memory_windows import WindowResult, next_hit_id
+from guard_core._shared.storage.outcomes import UNAVAILABLE, Unavailable, Written
 
 from .topics import WINDOW, Applied, Store, applied
 

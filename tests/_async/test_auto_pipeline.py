@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from guard_core._shared.concurrency import async_sleep
+from guard_core._shared.storage.lua_scripts import LuaScript
 from guard_core.exceptions import GuardRedisError
 from guard_core.handlers.redis_handler import RedisManager
-from guard_core.lua_scripts import LuaScript
-from guard_core.primitives import async_sleep
 from tests.support.workers import run_async_workers
 
 pytestmark = pytest.mark.anyio

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from guard_core._shared.policy.ip_ranges import DEFAULT_URLS, parse_aws, parse_azure, parse_gcp
 from guard_core.handlers import cloud_handler as cloud_module
 from guard_core.handlers.cloud_handler import RETRY_AFTER_FAILURE, CloudManager
 from guard_core.handlers.redis_handler import RedisManager
-from guard_core.ip_ranges import DEFAULT_URLS, parse_aws, parse_azure, parse_gcp
 from guard_core.models import SecurityConfig
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import StateEnv

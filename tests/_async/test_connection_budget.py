@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from guard_core._shared.concurrency import async_sleep
+from guard_core._shared.storage.lua_scripts import LuaScript
 from guard_core.exceptions import GuardRedisError, RedisBusyError
 from guard_core.handlers.redis_handler import RedisManager
-from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig
-from guard_core.primitives import async_sleep
 from guard_core.storage.invalidation import Invalidations
 from tests.support.backends import Backend
 from tests.support.workers import ASYNC_CROWDS, run_async_workers

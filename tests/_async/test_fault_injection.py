@@ -13,9 +13,9 @@ import httpx
 import pytest
 import redis
 
+from guard_core._shared.concurrency import async_sleep
 from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
-from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.faults import kill, pause, resume
 from tests.support.waits import async_written_back

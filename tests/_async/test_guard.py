@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from guard_core._shared.concurrency import async_sleep
 from guard_core.exceptions import GuardRedisError
 from guard_core.guard import Guard
 from guard_core.handlers.behavior_handler import BehaviorTracker
@@ -19,7 +20,6 @@ from guard_core.handlers.redis_handler import RedisManager
 from guard_core.handlers.security_headers_handler import SecurityHeadersManager
 from guard_core.handlers.suspatterns_handler import SusPatternsManager
 from guard_core.models import SecurityConfig
-from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer, free_port
 from tests.support.waits import async_written_back
 

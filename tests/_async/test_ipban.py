@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from guard_core._shared.concurrency import async_sleep
 from guard_core.handlers.ipban_handler import IPBanManager
 from guard_core.handlers.redis_handler import RedisManager
-from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import StateEnv
 from tests.support.waits import async_written_back

@@ -9,14 +9,14 @@ import logging
 import httpx
 import pytest
 
-from guard_core.check_settings import CheckSettings
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.request_model import RequestInfo
 from guard_core.guard import Guard
 from guard_core.handlers.cloud_handler import CloudManager
 from guard_core.handlers.ipban_handler import IPBanManager
 from guard_core.handlers.suspatterns_handler import SusPatternsManager
 from guard_core.models import SecurityConfig
 from guard_core.request_check import RequestCheck
-from guard_core.request_model import RequestInfo
 from tests.support.agents import AsyncRecordingAgent
 from tests.support.backends import StateEnv
 

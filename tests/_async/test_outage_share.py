@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import redis
 
+from guard_core._shared.storage.lua_scripts import WINDOW_MERGE
 from guard_core.guard import Guard
-from guard_core.lua_scripts import WINDOW_MERGE
 from guard_core.models import SecurityConfig
 from guard_core.testing import LocalRedisServer
 from tests.support.faults import end_outage, kill, pause, resume, start_outage

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from guard_core._shared.concurrency import async_sleep
 from guard_core.handlers.behavior_handler import BehaviorTracker
 from guard_core.handlers.ratelimit_handler import RateLimitManager
 from guard_core.handlers.redis_handler import RedisManager
 from guard_core.models import SecurityConfig
-from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import StateEnv
 from tests.support.workers import ASYNC_WORKERS, run_async_workers

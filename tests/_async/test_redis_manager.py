@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from guard_core._shared.concurrency import async_sleep
 from guard_core.exceptions import GuardRedisError, RedisUnavailableError
 from guard_core.handlers import redis_handler as redis_handler_module
 from guard_core.handlers.redis_handler import RedisManager
 from guard_core.models import SecurityConfig
-from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer, free_port
 from tests.support.agents import AsyncRecordingAgent
 from tests.support.backends import Backend, StateEnv

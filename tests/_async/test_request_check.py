@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from guard_core.check_settings import CheckSettings
+from guard_core._shared.concurrency import async_sleep
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.rate_limit_rules import make_rule
+from guard_core._shared.policy.request_model import RequestInfo
 from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
-from guard_core.primitives import async_sleep
-from guard_core.rate_limit_rules import make_rule
 from guard_core.request_check import RequestCheck
-from guard_core.request_model import RequestInfo
 from tests.support.agents import AsyncRecordingAgent
 from tests.support.backends import Backend
 
@@ -70,8 +70,8 @@ async def test_allowed_request_gets_security_and_ratelimit_headers(make_check: A
     decision = await check.check(request())
     assert decision.allowed and decision.verdict == "allowed" and decision.client == CLIENT
     assert decision.headers["X-Content-Type-Options"] == "nosniff"
-    assert decision.headers["RateLimit-Policy"] == '"60s";q=5;w=60'
-    assert decision.headers["RateLimit"].startswith('"60s";r=4;t=')
+    assert decision.headers["RateLimit-Policy"] == '"5-per-60s";q=5;w=60'
+    assert decision.headers["RateLimit"].startswith('"5-per-60s";r=4;t=')
     assert decision.headers["X-RateLimit-Remaining"] == "4"
 
 
@@ -103,7 +103,7 @@ async def test_rate_limit_gives_429_with_whole_second_retry_after(make_check: An
     assert (decision.status, decision.verdict) == (429, "rate_limited")
     retry = decision.headers["Retry-After"]
     assert retry.isdigit() and 1 <= int(retry) <= 60
-    assert decision.headers["RateLimit"].startswith('"60s";r=0;')
+    assert decision.headers["RateLimit"].startswith('"2-per-60s";r=0;')
     # another route is not limited by the login rule
     assert (await check.check(request("/other"))).allowed
 
@@ -113,7 +113,7 @@ async def test_several_limits_per_route(make_check: Any) -> None:
     assert (await check.check(request("/api"))).allowed
     decision = await check.check(request("/api"))
     assert decision.allowed
-    assert decision.headers["RateLimit-Policy"] == '"60s";q=3;w=60, "3600s";q=2;w=3600'
+    assert decision.headers["RateLimit-Policy"] == '"3-per-60s";q=3;w=60, "2-per-3600s";q=2;w=3600'
     assert decision.headers["X-RateLimit-Remaining"] == "0"
     blocked = await check.check(request("/api"))
     assert blocked.status == 429 and blocked.headers["X-RateLimit-Limit"] == "2"
@@ -300,15 +300,16 @@ async def test_a_failing_agent_is_warned_of_once_then_once_when_it_accepts_again
     agent = AsyncRecordingAgent(fail=True)
     await check.guard.redis.initialize_agent(agent)
     await check.guard.ip_bans.ban_ip(CLIENT, 60)
-    caplog.set_level(logging.WARNING, logger="guard_core.checks")
+    caplog.set_level(logging.WARNING, logger="guard_core.events")
     for _ in range(5):
         assert (await check.check(request())).verdict == "banned"
     agent.fail = False
     for _ in range(3):
         await check.check(request())
-    messages = [r.getMessage() for r in caplog.records if r.name == "guard_core.checks"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "guard_core.events"]
     assert messages == [
-        "Agent handler rejected a decision event; dropping them until it recovers: RuntimeError",
-        "Agent handler accepts decision events again",
+        "Agent handler rejected an event; events are dropped until it recovers: "
+        "RuntimeError: agent is down",
+        "Agent handler accepts events again",
     ]
     assert len(agent.events) >= 8  # every decision was offered to the agent

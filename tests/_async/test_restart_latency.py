@@ -14,9 +14,9 @@ import time
 import pytest
 import redis
 
+from guard_core._shared.concurrency import async_sleep
 from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
-from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.faults import kill
 from tests.support.workers import ASYNC_MIXED_CALLERS, run_async_workers

@@ -17,11 +17,11 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from guard_core._shared.concurrency import async_sleep
 from guard_core.guard import Guard
 from guard_core.handlers.ipban_handler import IPBanManager
 from guard_core.handlers.suspatterns_handler import SusPatternsManager
 from guard_core.models import SecurityConfig
-from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.faults import pause, resume
 from tests.support.waits import async_written_back

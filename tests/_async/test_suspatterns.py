@@ -9,11 +9,15 @@ from collections.abc import Callable
 
 import pytest
 
-from guard_core.attack_patterns import BUILTIN_CATEGORIES, MIN_SCAN_LENGTH, PatternMatch
+from guard_core._shared.concurrency import async_sleep
+from guard_core._shared.policy.attack_patterns import (
+    BUILTIN_CATEGORIES,
+    MIN_SCAN_LENGTH,
+    PatternMatch,
+)
 from guard_core.handlers.redis_handler import RedisManager
 from guard_core.handlers.suspatterns_handler import SusPatternsManager
 from guard_core.models import SecurityConfig
-from guard_core.primitives import async_sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import Backend, StateEnv
 from tests.support.workers import ASYNC_WORKERS, run_async_workers

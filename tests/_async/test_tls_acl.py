@@ -16,12 +16,12 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, SSLConnection
 from redis.exceptions import AuthenticationError, NoPermissionError
 
+from guard_core._shared.redaction import redact_url
+from guard_core._shared.storage.lua_scripts import SLIDING_WINDOW
 from guard_core.connection.client import build_client
 from guard_core.exceptions import GuardRedisError
 from guard_core.handlers.redis_handler import RedisManager
-from guard_core.lua_scripts import SLIDING_WINDOW
 from guard_core.models import SecurityConfig
-from guard_core.redaction import redact_url
 from guard_core.testing import LocalRedisServer, ServerTLS
 from tests.support.agents import AsyncRecordingAgent
 from tests.support.pki import TestPKI, make_test_pki

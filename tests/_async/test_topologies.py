@@ -16,6 +16,10 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from guard_core._shared.concurrency import async_sleep
+from guard_core._shared.connection.redis_url import parse_redis_url
+from guard_core._shared.connection.slots import AsyncSlots
+from guard_core._shared.keys import build_key
 from guard_core.connection.client import (
     SentinelMasterSSLConnection,
     build_client,
@@ -26,10 +30,7 @@ from guard_core.guard import Guard
 from guard_core.handlers.ipban_handler import IPBanManager
 from guard_core.handlers.ratelimit_handler import RateLimitManager
 from guard_core.handlers.redis_handler import RedisManager
-from guard_core.keys import build_key
 from guard_core.models import SecurityConfig
-from guard_core.primitives import AsyncSlots, async_sleep
-from guard_core.redis_url import parse_redis_url
 from guard_core.testing import ServerTLS, free_port
 from tests.support.agents import AsyncRecordingAgent
 from tests.support.backends import Backend

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from guard_core._shared.concurrency import sleep
+from guard_core._shared.storage.lua_scripts import LuaScript
 from guard_core.exceptions import GuardRedisError
 from guard_core_sync.handlers.redis_handler import RedisManager
-from guard_core.lua_scripts import LuaScript
-from guard_core.primitives import sleep
 from tests.support.workers import run_workers
 
 pytestmark = pytest.mark.sync

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from guard_core._shared.concurrency import sleep
+from guard_core._shared.storage.lua_scripts import LuaScript
 from guard_core.exceptions import GuardRedisError, RedisBusyError
 from guard_core_sync.handlers.redis_handler import RedisManager
-from guard_core.lua_scripts import LuaScript
 from guard_core.models import SecurityConfig
-from guard_core.primitives import sleep
 from guard_core_sync.storage.invalidation import Invalidations
 from tests.support.backends import Backend
 from tests.support.workers import CROWDS, run_workers

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from guard_core._shared.concurrency import sleep
 from guard_core.exceptions import GuardRedisError
 from guard_core_sync.guard import Guard
 from guard_core_sync.handlers.behavior_handler import BehaviorTracker
@@ -21,7 +22,6 @@ from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core_sync.handlers.security_headers_handler import SecurityHeadersManager
 from guard_core_sync.handlers.suspatterns_handler import SusPatternsManager
 from guard_core.models import SecurityConfig
-from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer, free_port
 from tests.support.waits import written_back
 

@@ -22,7 +22,11 @@ import re2
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from guard_core.attack_patterns import BUILTIN_PATTERNS, scan_length
+from guard_core._shared.addresses import canonical_identifier, canonical_ip
+from guard_core._shared.keys import encode_key_part
+from guard_core._shared.policy.attack_patterns import BUILTIN_PATTERNS, scan_length
+from guard_core._shared.policy.security_headers import DEFAULT_CONFIG, HeadersConfig, build_headers
+from guard_core._shared.validation import MAX_TTL
 from guard_core.exceptions import GuardRedisError
 from guard_core_sync.handlers.behavior_handler import BehaviorTracker
 from guard_core_sync.handlers.ipban_handler import IPBanManager
@@ -30,11 +34,7 @@ from guard_core_sync.handlers.ratelimit_handler import RateLimitManager
 from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core_sync.handlers.security_headers_handler import SecurityHeadersManager
 from guard_core_sync.handlers.suspatterns_handler import SusPatternsManager
-from guard_core.ip_utils import canonical_identifier, canonical_ip
-from guard_core.keys import encode_key_part
 from guard_core.models import SecurityConfig
-from guard_core.security_headers import DEFAULT_CONFIG, HeadersConfig, build_headers
-from guard_core.validation import MAX_TTL
 from tests.support.backends import Backend, StateEnv
 from tests.support.hostile import (
     FIXED_CANARIES,

@@ -15,9 +15,9 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from guard_core._shared.concurrency import sleep
 from guard_core_sync.guard import Guard
 from guard_core.models import SecurityConfig
-from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.waits import written_back
 

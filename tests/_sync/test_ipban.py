@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from guard_core._shared.concurrency import sleep
 from guard_core_sync.handlers.ipban_handler import IPBanManager
 from guard_core_sync.handlers.redis_handler import RedisManager
-from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import StateEnv
 from tests.support.waits import written_back

@@ -17,9 +17,9 @@ import time
 import pytest
 import redis
 
+from guard_core._shared.concurrency import sleep
 from guard_core_sync.guard import Guard
 from guard_core.models import SecurityConfig
-from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer
 from tests._sync.test_invalidation import WAIT_LIMIT, subscribed
 

@@ -11,14 +11,14 @@ import logging
 import httpx
 import pytest
 
-from guard_core.check_settings import CheckSettings
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.request_model import RequestInfo
 from guard_core_sync.guard import Guard
 from guard_core_sync.handlers.cloud_handler import CloudManager
 from guard_core_sync.handlers.ipban_handler import IPBanManager
 from guard_core_sync.handlers.suspatterns_handler import SusPatternsManager
 from guard_core.models import SecurityConfig
 from guard_core_sync.request_check import RequestCheck
-from guard_core.request_model import RequestInfo
 from tests.support.agents import RecordingAgent
 from tests.support.backends import StateEnv
 

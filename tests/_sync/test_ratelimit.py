@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from guard_core._shared.concurrency import sleep
 from guard_core_sync.handlers.behavior_handler import BehaviorTracker
 from guard_core_sync.handlers.ratelimit_handler import RateLimitManager
 from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core.models import SecurityConfig
-from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import StateEnv
 from tests.support.workers import WORKERS, run_workers

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from guard_core._shared.concurrency import sleep
 from guard_core.exceptions import GuardRedisError, RedisUnavailableError
 from guard_core_sync.handlers import redis_handler as redis_handler_module
 from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core.models import SecurityConfig
-from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer, free_port
 from tests.support.agents import RecordingAgent
 from tests.support.backends import Backend, StateEnv

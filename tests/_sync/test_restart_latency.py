@@ -16,9 +16,9 @@ import time
 import pytest
 import redis
 
+from guard_core._shared.concurrency import sleep
 from guard_core_sync.guard import Guard
 from guard_core.models import SecurityConfig
-from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.faults import kill
 from tests.support.workers import MIXED_CALLERS, run_workers

@@ -16,15 +16,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard_core_sync.handlers.redis_handler import RedisManager
-from guard_core_sync.handlers.security_headers_handler import SecurityHeadersManager
-from guard_core.models import SecurityConfig
-from guard_core.security_headers import (
+from guard_core._shared.policy.security_headers import (
     DEFAULT_CONFIG,
     HeadersConfig,
     apply_changes,
     build_headers,
 )
+from guard_core_sync.handlers.redis_handler import RedisManager
+from guard_core_sync.handlers.security_headers_handler import SecurityHeadersManager
+from guard_core.models import SecurityConfig
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import StateEnv
 from tests.support.workers import WORKERS, run_workers

@@ -19,11 +19,11 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from guard_core._shared.concurrency import sleep
 from guard_core_sync.guard import Guard
 from guard_core_sync.handlers.ipban_handler import IPBanManager
 from guard_core_sync.handlers.suspatterns_handler import SusPatternsManager
 from guard_core.models import SecurityConfig
-from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.faults import pause, resume
 from tests.support.waits import written_back

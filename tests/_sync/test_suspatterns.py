@@ -11,11 +11,15 @@ from collections.abc import Callable
 
 import pytest
 
-from guard_core.attack_patterns import BUILTIN_CATEGORIES, MIN_SCAN_LENGTH, PatternMatch
+from guard_core._shared.concurrency import sleep
+from guard_core._shared.policy.attack_patterns import (
+    BUILTIN_CATEGORIES,
+    MIN_SCAN_LENGTH,
+    PatternMatch,
+)
 from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core_sync.handlers.suspatterns_handler import SusPatternsManager
 from guard_core.models import SecurityConfig
-from guard_core.primitives import sleep
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import Backend, StateEnv
 from tests.support.workers import WORKERS, run_workers

@@ -18,12 +18,12 @@ from redis import Redis
 from redis.connection import Connection, SSLConnection
 from redis.exceptions import AuthenticationError, NoPermissionError
 
+from guard_core._shared.redaction import redact_url
+from guard_core._shared.storage.lua_scripts import SLIDING_WINDOW
 from guard_core_sync.connection.client import build_client
 from guard_core.exceptions import GuardRedisError
 from guard_core_sync.handlers.redis_handler import RedisManager
-from guard_core.lua_scripts import SLIDING_WINDOW
 from guard_core.models import SecurityConfig
-from guard_core.redaction import redact_url
 from guard_core.testing import LocalRedisServer, ServerTLS
 from tests.support.agents import RecordingAgent
 from tests.support.pki import TestPKI, make_test_pki

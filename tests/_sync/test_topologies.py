@@ -18,6 +18,10 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from guard_core._shared.concurrency import sleep
+from guard_core._shared.connection.redis_url import parse_redis_url
+from guard_core._shared.connection.slots import Slots
+from guard_core._shared.keys import build_key
 from guard_core_sync.connection.client import (
     SentinelMasterSSLConnection,
     build_client,
@@ -28,10 +32,7 @@ from guard_core_sync.guard import Guard
 from guard_core_sync.handlers.ipban_handler import IPBanManager
 from guard_core_sync.handlers.ratelimit_handler import RateLimitManager
 from guard_core_sync.handlers.redis_handler import RedisManager
-from guard_core.keys import build_key
 from guard_core.models import SecurityConfig
-from guard_core.primitives import Slots, sleep
-from guard_core.redis_url import parse_redis_url
 from guard_core.testing import ServerTLS, free_port
 from tests.support.agents import RecordingAgent
 from tests.support.backends import Backend

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from guard_core.keys import build_key
+from guard_core._shared.keys import build_key
 
 #: Backends (and StateEnv modes) on real Redis, by topology.
 REAL_TOPOLOGIES = ("redis", "sentinel", "cluster")

@@ -19,7 +19,7 @@ import redis
 from hypothesis import strategies as st
 from redis.client import NEVER_DECODE
 
-from guard_core.validation import MAX_COUNT, MAX_TTL
+from guard_core._shared.validation import MAX_COUNT, MAX_TTL
 
 GLOB_META = "*?[]\\^-"
 #: Characters that break naive key building, glob escaping or header writing.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from guard_core.primitives import async_sleep, sleep
+from guard_core._shared.concurrency import async_sleep, sleep
 
 
 def _unfinished(store: Any) -> bool:

@@ -9,7 +9,11 @@ from dataclasses import dataclass
 import click
 from rich.console import Console
 
-from guard_core.check_settings import CheckSettings
+from guard_core._shared.addresses import parse_ip
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.client_address import check_ipv6_prefix, group_address
+from guard_core._shared.policy.rate_limit_rules import parse_limits
+from guard_core._shared.validation import check_count, check_seconds
 from guard_core.cli.group import (
     GuardGroup,
     InputError,
@@ -23,11 +27,7 @@ from guard_core.cli.state import (
     rate_window,
     window_endpoint,
 )
-from guard_core.client_address import check_ipv6_prefix, group_address
-from guard_core.ip_utils import parse_ip
 from guard_core.models import SecurityConfig
-from guard_core.rate_limit_rules import parse_limits
-from guard_core.validation import check_count, check_seconds
 
 # -- rate limits ---------------------------------------------------------------------------
 

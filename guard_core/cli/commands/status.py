@@ -7,6 +7,7 @@ from typing import Any
 import click
 from rich.console import Console, Group
 
+from guard_core._shared.redaction import redact_url
 from guard_core.cli.group import (
     Session,
     cli,
@@ -22,7 +23,6 @@ from guard_core.cli.state import (
     where,
 )
 from guard_core.models import GuardHealth
-from guard_core.redaction import redact_url
 from guard_core.version import __version__
 from guard_core_sync import Guard
 

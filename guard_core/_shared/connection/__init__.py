@@ -1,0 +1,1 @@
+"""The pure half of the connection layer: Redis URLs, the circuit breaker, auto-pipelining."""
