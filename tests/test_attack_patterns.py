@@ -12,10 +12,13 @@ from hypothesis import strategies as st
 from guard_core._shared.policy.attack_patterns import (
     BUILTIN_CATEGORIES,
     BUILTIN_PATTERNS,
+    CLEAN_TEXT_MAX,
+    CLEAN_TEXTS_KEPT,
     MIN_SCAN_LENGTH,
     AttackPattern,
     CustomPatternCache,
     PatternMatch,
+    _pattern_set,
     compile_custom,
     decode_pattern_list,
     encode_pattern_list,
@@ -249,6 +252,28 @@ def test_custom_matches_follow_builtins() -> None:
     matches = scan("<script>alert(1)</script>", custom, LIMIT)
     assert matches[-1] == PatternMatch("alert", CUSTOM)
     assert {m.category for m in matches[:-1]} == {"xss"}
+
+
+def test_a_text_found_clean_is_scanned_again_by_new_patterns() -> None:
+    text = "/items/42?q=shoes-and-boots"
+    assert scan(text, (), LIMIT) == ()
+    assert scan(text, (), LIMIT) == ()  # answered from the clean texts
+    boots = (AttackPattern("boots", CUSTOM, compile_custom("boots")),)
+    assert scan(text, boots, LIMIT) == (PatternMatch("boots", CUSTOM),)
+    assert scan(text, (), LIMIT) == ()
+
+
+def test_the_clean_texts_stay_bounded_and_long_texts_are_not_kept() -> None:
+    custom = (AttackPattern("zzqq", CUSTOM, compile_custom("zzqq")),)
+    for n in range(CLEAN_TEXTS_KEPT + 10):
+        assert scan(f"/page/{n}", custom, LIMIT) == ()
+    kept = _pattern_set(custom)._clean
+    assert 0 < len(kept) <= CLEAN_TEXTS_KEPT
+    long_text = "a" * (CLEAN_TEXT_MAX + 1)
+    assert scan(long_text, custom, LIMIT) == ()
+    assert long_text not in kept
+    # an attack in a text that is kept clean elsewhere is still found
+    assert scan("/page/1<script>", custom, LIMIT)
 
 
 # -- validation ----------------------------------------------------------------------------

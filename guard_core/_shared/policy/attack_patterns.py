@@ -129,6 +129,11 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+#: Clean texts remembered per pattern set, and the longest one remembered (in characters).
+CLEAN_TEXTS_KEPT = 4096
+CLEAN_TEXT_MAX = 512
+
+
 class _PatternSet:
     """Built-in patterns and some custom ones in one RE2 filter: a single pass over the
     content with a set of the literal pieces every pattern needs (its atoms), then each
@@ -141,6 +146,10 @@ class _PatternSet:
 
     def __init__(self, custom: Sequence[AttackPattern]) -> None:
         self.patterns = BUILTIN_PATTERNS + tuple(custom)
+        #: Short texts found clean by these very patterns (paths and queries repeat): a new
+        #: custom pattern makes a new set, so a text is never taken as clean by patterns
+        #: that did not scan it. Bounded: emptied when full.
+        self._clean: dict[str, None] = {}
         self._filter: re2.Filter | None = re2.Filter()
         try:
             for item in self.patterns:
@@ -157,6 +166,18 @@ class _PatternSet:
         return tuple(
             PatternMatch(self.patterns[i].pattern, self.patterns[i].category) for i in hits
         )
+
+    def scan_text(self, text: str) -> tuple[PatternMatch, ...]:
+        """`scan` of `text`, answered from the clean texts when it is one of them."""
+        clean = self._clean
+        if text in clean:
+            return ()
+        found = self.scan(_encode(text))
+        if not found and len(text) <= CLEAN_TEXT_MAX:
+            if len(clean) >= CLEAN_TEXTS_KEPT:
+                clean.clear()
+            clean[text] = None
+        return found
 
 
 _SETS: dict[tuple[str, ...], _PatternSet] = {}
@@ -181,8 +202,7 @@ def scan(
 ) -> tuple[PatternMatch, ...]:
     """The patterns (built-in first, then `custom`) matching the first
     `scan_length(max_length)` characters of `content`, found in one pass over the content."""
-    data = _encode(content[: scan_length(max_length)])
-    return _pattern_set(tuple(custom)).scan(data)
+    return _pattern_set(tuple(custom)).scan_text(content[: scan_length(max_length)])
 
 
 def encode_pattern_list(patterns: Iterable[str]) -> str:
