@@ -20,10 +20,11 @@ or `rules=` by template.
   `request.body` when the whole body is within the bound (Django keeps it, so
   `request.POST` and `request.FILES` work as usual), else from the request's stream, which
   is then replaced by one that gives back what was read and goes on with the rest.
-- `key="user"` reads `request.user`: with `key="user"` in `GUARD_CORE` the middleware must
-  come after `django.contrib.auth.middleware.AuthenticationMiddleware` (else
-  `ImproperlyConfigured` names the order); a view's own `key="user"` without it logs one
-  WARNING and falls back to the address.
+- `key="user"` reads `request.user`: with `key="user"` in `GUARD_CORE`, the middleware
+  listed before `django.contrib.auth.middleware.AuthenticationMiddleware` (or a subclass)
+  is refused with `ImproperlyConfigured` naming the order; a request without
+  `request.user` (no authentication middleware ran) logs one WARNING and is keyed by the
+  address.
 - `manage.py guard ...` is the `guard-core` command on `GUARD_CORE["config"]`.
 """
 
@@ -167,15 +168,32 @@ class GuardMiddleware:
         return response
 
 
+def _is_authentication(path: str) -> bool:
+    if path == AUTHENTICATION:
+        return True
+    if "auth" not in path.lower():
+        return False
+    try:
+        from django.contrib.auth.middleware import AuthenticationMiddleware
+
+        found = import_string(path)
+        return isinstance(found, type) and issubclass(found, AuthenticationMiddleware)
+    except Exception:  # not importable here: not known to be one
+        return False
+
+
 def _check_order() -> None:
+    """With key='user', AuthenticationMiddleware (or a subclass) listed after this
+    middleware is a mistake that would key every limit by address: refused. Without one at
+    all, another middleware may set request.user: a request without it is warned of."""
     middleware = [str(name) for name in getattr(django_settings, "MIDDLEWARE", ())]
     ours = [i for i, name in enumerate(middleware) if name == f"{__name__}.GuardMiddleware"]
-    auth = [i for i, name in enumerate(middleware) if name == AUTHENTICATION]
-    if ours and (not auth or auth[0] > ours[0]):
-        where = "before" if auth else "without"
+    auth = [i for i, name in enumerate(middleware) if _is_authentication(name)]
+    if ours and auth and auth[0] > ours[0]:
         raise ImproperlyConfigured(
-            f"GUARD_CORE has key='user', but {middleware[ours[0]]} comes {where} "
-            f"{AUTHENTICATION} in MIDDLEWARE: place it after AuthenticationMiddleware"
+            f"GUARD_CORE has key='user', but {middleware[ours[0]]} comes before "
+            f"{middleware[auth[0]]} in MIDDLEWARE, so request.user is not set when it "
+            "runs: place it after AuthenticationMiddleware"
         )
 
 
