@@ -78,7 +78,7 @@ class FlaskGuard:
         app.extensions[EXTENSION] = self
         app.before_request(self._before_request)
         app.after_request(self._after_request)
-        _add_command(app)
+        _add_command(app, self)
 
     @property
     def guard(self) -> Guard:
@@ -155,7 +155,7 @@ def _add_headers(response: Response, headers: dict[str, str]) -> None:
             response.headers[name] = value
 
 
-def _add_command(app: Flask) -> None:
+def _add_command(app: Flask, extension: FlaskGuard) -> None:
     """`flask guard ...`: the guard-core command on this application's configuration (when
     the `[cli]` extra is installed; otherwise a command that says to install it)."""
     try:
@@ -172,10 +172,4 @@ def _add_command(app: Flask) -> None:
         app.cli.add_command(guard)
         return
 
-    def config() -> SecurityConfig:
-        extension = current_app.extensions.get(EXTENSION)
-        if not isinstance(extension, FlaskGuard):
-            raise RuntimeError("this application has no FlaskGuard")
-        return extension.config
-
-    app.cli.add_command(framework_group("guard", config))
+    app.cli.add_command(framework_group("guard", lambda: extension.config))
