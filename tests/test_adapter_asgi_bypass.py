@@ -70,7 +70,7 @@ def added(redis_server: LocalRedisServer, **settings: Any) -> FastAPI:
 
 
 def wrapped(redis_server: LocalRedisServer, **settings: Any) -> GuardMiddleware:
-    return GuardMiddleware(api(), config=config(redis_server), **settings)  # type: ignore[arg-type]
+    return GuardMiddleware(api(), config=config(redis_server), **settings)
 
 
 @pytest.fixture(params=["add_middleware", "wrapping"])
@@ -111,8 +111,13 @@ def test_a_large_body_reaches_the_app_intact(redis_server: LocalRedisServer) -> 
         response = client.post(
             "/echo", content=payload[8:], headers={"content-type": "application/octet-stream"}
         )
-        text = client.post("/echo", content=b"x" * 2048 + payload, headers={"content-type": "text/plain"})
-    assert response.json() == {"sha256": hashlib.sha256(payload[8:]).hexdigest(), "size": len(payload) - 8}
+        text = client.post(
+            "/echo", content=b"x" * 2048 + payload, headers={"content-type": "text/plain"}
+        )
+    assert response.json() == {
+        "sha256": hashlib.sha256(payload[8:]).hexdigest(),
+        "size": len(payload) - 8,
+    }
     assert text.json()["size"] == 2048 + len(payload)  # past the bound: not scanned, intact
 
 
@@ -133,7 +138,10 @@ async def test_buffered_messages_are_replayed_in_order() -> None:
     assert body == b"a=1&b="
     assert len(queue) == 2  # the bound reached: the rest is left to the application
     assert [await replay() for _ in range(4)] == sent
-    queue[:] = [{"type": "http.request", "body": b"x", "more_body": True}, {"type": "http.disconnect"}]
+    queue[:] = [
+        {"type": "http.request", "body": b"x", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
     body, replay = await buffer_body(receive, 100)
     assert body == b"x" and queue == []
     assert (await replay())["body"] == b"x" and (await replay())["type"] == "http.disconnect"
@@ -175,6 +183,7 @@ def test_a_banned_client_behind_a_proxy_cannot_pad_the_chain(
     with TestClient(app, client=("127.0.0.1", 50000)) as client:
         guard = app.guard if isinstance(app, GuardMiddleware) else None
         guard = guard or _guard_of(client)
+        assert client.portal is not None
         client.portal.call(guard.ip_bans.ban_ip, banned, 60)
         for chain in (
             banned,
@@ -205,7 +214,12 @@ class HeaderUser(AuthenticationBackend):
 
 def test_user_keys(redis_server: LocalRedisServer, caplog: pytest.LogCaptureFixture) -> None:
     app = api()
-    app.add_middleware(GuardMiddleware, config=config(redis_server), key="user", default_limits="2/minute")  # type: ignore[arg-type]
+    app.add_middleware(
+        GuardMiddleware,  # type: ignore[arg-type]
+        config=config(redis_server),
+        key="user",
+        default_limits="2/minute",
+    )
     app.add_middleware(AuthenticationMiddleware, backend=HeaderUser())  # outside: runs first
     with TestClient(app, client=CLIENT) as client:
         ann = [client.get("/limited", headers={"x-user": "ann"}).status_code for _ in range(3)]
@@ -214,12 +228,21 @@ def test_user_keys(redis_server: LocalRedisServer, caplog: pytest.LogCaptureFixt
 
     inside = api()
     inside.add_middleware(AuthenticationMiddleware, backend=HeaderUser())  # inside: too late
-    inside.add_middleware(GuardMiddleware, config=config(redis_server), key="user", default_limits="2/minute")  # type: ignore[arg-type]
+    inside.add_middleware(
+        GuardMiddleware,  # type: ignore[arg-type]
+        config=config(redis_server),
+        key="user",
+        default_limits="2/minute",
+    )
     _warned.discard("asgi-user")
     with TestClient(inside, client=CLIENT) as client, caplog.at_level(logging.WARNING):
         codes = [client.get("/limited", headers={"x-user": u}).status_code for u in "abcd"]
     assert codes == [200, 200, 429, 429]  # keyed by the address
-    warned = [r for r in caplog.records if r.name == "guard_core.checks" and "AuthenticationMiddleware" in r.getMessage()]
+    warned = [
+        r
+        for r in caplog.records
+        if r.name == "guard_core.checks" and "AuthenticationMiddleware" in r.getMessage()
+    ]
     assert len(warned) == 1  # once per process
 
 
@@ -245,4 +268,3 @@ def test_on_block_gives_the_response(form: str, redis_server: LocalRedisServer) 
     assert seen == ["rate_limited", "attack_pattern"]
     with pytest.raises(TypeError, match="on_block"):
         GuardMiddleware(api(), config=config(redis_server), on_block="nope")  # type: ignore[arg-type]
-

@@ -17,8 +17,8 @@ import pytest
 from django.conf import settings
 from django.conf.urls.i18n import i18n_patterns
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command, execute_from_command_line
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command, execute_from_command_line
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, override_settings
 from django.urls import path
@@ -92,7 +92,9 @@ urlpatterns = [
 def make(redis_server: LocalRedisServer) -> Iterator[Callable[..., Client]]:
     overrides: list[Any] = []
 
-    def make_client(peer: str = CLIENT, middleware: list[str] | None = None, **fields: Any) -> Client:
+    def make_client(
+        peer: str = CLIENT, middleware: list[str] | None = None, **fields: Any
+    ) -> Client:
         config = SecurityConfig(redis_url=redis_server.url, redis_prefix=f"db{uuid.uuid4().hex}:")
         override = override_settings(
             ROOT_URLCONF=__name__,
@@ -114,7 +116,9 @@ def test_i18n_prefixes_share_one_window(make: Any) -> None:
     client = make(rules={"/account/<int:pk>/": "1/minute"})
     codes = [client.get(f"/{language}/login/").status_code for language in ("en", "fr", "de")]
     assert codes == [200, 200, 429]
-    assert [client.get(f"/{lang}/account/{n}/").status_code for lang, n in (("fr", 1), ("en", 2))] == [200, 429]
+    assert [
+        client.get(f"/{lang}/account/{n}/").status_code for lang, n in (("fr", 1), ("en", 2))
+    ] == [200, 429]
 
 
 def test_form_json_and_multipart_bodies_are_scanned(make: Any) -> None:
@@ -124,9 +128,14 @@ def test_form_json_and_multipart_bodies_are_scanned(make: Any) -> None:
     assert client.post("/echo", sqli, content_type="application/json").status_code == 403
     page = SimpleUploadedFile("page.html", b"<script>alert(1)</script>", content_type="text/html")
     fine = client.post("/form", {"title": "fine", "upload": page})
-    assert fine.json() == {"form": {"title": "fine"}, "files": {"upload": "<script>alert(1)</script>"}}
+    assert fine.json() == {
+        "form": {"title": "fine"},
+        "files": {"upload": "<script>alert(1)</script>"},
+    }
     assert client.post("/form", {"title": "<script>x</script>"}).status_code == 403
-    urlencoded = client.post("/form", "comment=hello+world", content_type="application/x-www-form-urlencoded")
+    urlencoded = client.post(
+        "/form", "comment=hello+world", content_type="application/x-www-form-urlencoded"
+    )
     assert urlencoded.json() == {"form": {"comment": "hello world"}, "files": {}}
 
 
@@ -135,19 +144,29 @@ def test_a_large_body_reaches_the_view_intact(make: Any) -> None:
     payload = bytes(range(256)) * 12288  # 3 MiB, past DATA_UPLOAD_MAX_MEMORY_SIZE
     for kind in ("application/octet-stream", "text/plain"):
         response = client.post("/echo", payload, content_type=kind)
-        assert response.json() == {"sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload)}
+        assert response.json() == {
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "size": len(payload),
+        }
     big_form = "a=" + "x" * 4000 + "&b=<script>alert(1)</script>"  # past the bound
     response = client.post("/form", big_form, content_type="application/x-www-form-urlencoded")
     assert response.status_code == 200 and response.json()["form"]["b"].startswith("<script>")
     head = "b=<script>alert(1)</script>&a=" + "x" * 4000  # in the bound, streamed on
-    assert client.post("/form", head, content_type="application/x-www-form-urlencoded").status_code == 403
+    assert (
+        client.post("/form", head, content_type="application/x-www-form-urlencoded").status_code
+        == 403
+    )
 
 
 def test_a_banned_client_behind_a_proxy_cannot_pad_the_chain(make: Any) -> None:
     client = make(peer="127.0.0.1", trusted_proxies=["127.0.0.1"])
     banned = "198.51.100.65"
     guard_django.get_guard().ip_bans.ban_ip(banned, 60)
-    for chain in (banned, ", ".join(["192.0.2.1"] * 999 + [banned]), "192.0.2.1 " * 900 + ", " + banned):
+    for chain in (
+        banned,
+        ", ".join(["192.0.2.1"] * 999 + [banned]),
+        "192.0.2.1 " * 900 + ", " + banned,
+    ):
         assert client.get("/limited", HTTP_X_FORWARDED_FOR=chain).status_code == 403
     forged = client.get("/limited", HTTP_FORWARDED="for=192.0.2.1", HTTP_X_FORWARDED_FOR=banned)
     assert forged.status_code == 403
@@ -156,7 +175,7 @@ def test_a_banned_client_behind_a_proxy_cannot_pad_the_chain(make: Any) -> None:
 
 def test_user_keys_need_authentication_first(make: Any, caplog: pytest.LogCaptureFixture) -> None:
     make(middleware=[GUARD, AUTH], key="user")
-    with pytest.raises(ImproperlyConfigured, match="before django.contrib.auth"):
+    with pytest.raises(ImproperlyConfigured, match=r"before django\.contrib\.auth"):
         guard_django.GuardMiddleware(lambda request: HttpResponse())
     # no authentication middleware at all: a view keyed by user warns once, keys by address
     client = make(middleware=[GUARD])
@@ -174,12 +193,14 @@ class FakeAuthentication:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         name = request.headers.get("X-User")
-        request.user = types.SimpleNamespace(is_authenticated=bool(name), pk=name)  # type: ignore[assignment]
+        request.user = types.SimpleNamespace(is_authenticated=bool(name), pk=name)
         return self.get_response(request)
 
 
 def test_user_keys_by_request_user(make: Any) -> None:
-    client = make(middleware=[f"{__name__}.FakeAuthentication", GUARD], key="user", default_limits="2/minute")
+    client = make(
+        middleware=[f"{__name__}.FakeAuthentication", GUARD], key="user", default_limits="2/minute"
+    )
     ann = [client.get("/limited", HTTP_X_USER="ann").status_code for _ in range(3)]
     assert (ann, client.get("/limited", HTTP_X_USER="bob").status_code) == ([200, 200, 429], 200)
 
@@ -195,7 +216,9 @@ def test_on_block_from_settings(make: Any) -> None:
         guard_django.process_guard()
 
 
-def test_manage_py_guard_uses_the_settings_config(make: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_manage_py_guard_uses_the_settings_config(
+    make: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     make()
     call_command("guard", "bans", "add", "198.51.100.66", "--duration", "60")
     assert guard_django.get_guard().ip_bans.is_ip_banned("198.51.100.66")

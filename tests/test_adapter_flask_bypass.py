@@ -59,7 +59,9 @@ def build_app() -> Flask:
 def make(redis_server: LocalRedisServer) -> Iterator[Callable[..., tuple[Any, FlaskGuard]]]:
     made: list[FlaskGuard] = []
 
-    def make_client(form: str = "constructor", peer: str = CLIENT, **settings: Any) -> tuple[Any, FlaskGuard]:
+    def make_client(
+        form: str = "constructor", peer: str = CLIENT, **settings: Any
+    ) -> tuple[Any, FlaskGuard]:
         config = SecurityConfig(redis_url=redis_server.url, redis_prefix=f"fb{uuid.uuid4().hex}:")
         app = build_app()
         if form == "constructor":
@@ -90,10 +92,17 @@ def test_form_json_and_multipart_bodies_are_scanned(make: Any) -> None:
     assert client.post("/echo", data={"comment": "<script>alert(1)</script>"}).status_code == 403
     assert client.post("/echo", json={"user": "' OR '1'='1"}).status_code == 403
     page = (io.BytesIO(b"<script>alert(1)</script>"), "page.html", "text/html")
-    fine = client.post("/form", data={"title": "fine", "upload": page}, content_type="multipart/form-data")
+    fine = client.post(
+        "/form", data={"title": "fine", "upload": page}, content_type="multipart/form-data"
+    )
     assert fine.status_code == 200
-    assert fine.get_json() == {"form": {"title": "fine"}, "files": {"upload": "<script>alert(1)</script>"}}
-    bad = client.post("/form", data={"title": "<script>x</script>"}, content_type="multipart/form-data")
+    assert fine.get_json() == {
+        "form": {"title": "fine"},
+        "files": {"upload": "<script>alert(1)</script>"},
+    }
+    bad = client.post(
+        "/form", data={"title": "<script>x</script>"}, content_type="multipart/form-data"
+    )
     assert bad.status_code == 403
     echoed = client.post("/form", data={"comment": "hello world"})
     assert echoed.get_json() == {"form": {"comment": "hello world"}, "files": {}}
@@ -104,7 +113,10 @@ def test_a_large_body_reaches_the_view_intact(make: Any) -> None:
     payload = bytes(range(256)) * 8192  # 2 MiB
     for kind in ("application/octet-stream", "text/plain"):
         response = client.post("/echo", data=payload, content_type=kind)
-        assert response.get_json() == {"sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload)}
+        assert response.get_json() == {
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "size": len(payload),
+        }
     padded = b"x" * 2048 + b"<script>alert(1)</script>"  # past the bound: not scanned
     assert client.post("/echo", data=padded, content_type="text/plain").status_code == 200
 
@@ -113,7 +125,11 @@ def test_a_banned_client_behind_a_proxy_cannot_pad_the_chain(make: Any) -> None:
     client, extension = make(peer="127.0.0.1", trusted_proxies=["127.0.0.1"])
     banned = "198.51.100.62"
     extension.guard.ip_bans.ban_ip(banned, 60)
-    for chain in (banned, ", ".join(["192.0.2.1"] * 999 + [banned]), "192.0.2.1 " * 900 + ", " + banned):
+    for chain in (
+        banned,
+        ", ".join(["192.0.2.1"] * 999 + [banned]),
+        "192.0.2.1 " * 900 + ", " + banned,
+    ):
         assert client.get("/limited", headers={"X-Forwarded-For": chain}).status_code == 403
     forged = {"Forwarded": "for=192.0.2.1", "X-Forwarded-For": banned}
     assert client.get("/limited", headers=forged).status_code == 403
@@ -123,14 +139,19 @@ def test_a_banned_client_behind_a_proxy_cannot_pad_the_chain(make: Any) -> None:
 def test_user_keys(make: Any, caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(TypeError, match="user="):
         FlaskGuard(config=SecurityConfig(enable_redis=False), key="user")  # no flask-login here
-    client, _ = make(key="user", default_limits="2/minute", user=lambda: request.headers.get("X-User"))
+    client, _ = make(
+        key="user", default_limits="2/minute", user=lambda: request.headers.get("X-User")
+    )
     ann = [client.get("/limited", headers={"X-User": "ann"}).status_code for _ in range(3)]
-    assert (ann, client.get("/limited", headers={"X-User": "bob"}).status_code) == ([200, 200, 429], 200)
+    assert (ann, client.get("/limited", headers={"X-User": "bob"}).status_code) == (
+        [200, 200, 429],
+        200,
+    )
 
     # a view's own key="user" with no way to know the user: one warning, keyed by address
     _warned.discard("flask-user")
-    client, extension = make(default_limits="")
-    app = client.application
+    client, _ = make(default_limits="")
+    app: Flask = client.application
 
     @app.get("/mine")
     @rate_limit("2/minute", key="user")

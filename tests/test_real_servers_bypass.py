@@ -50,7 +50,9 @@ SERVERS = [
 ]
 
 
-@pytest.mark.parametrize(("server", "app", "item"), SERVERS, ids=[s[1].rpartition(".")[2] for s in SERVERS])
+@pytest.mark.parametrize(
+    ("server", "app", "item"), SERVERS, ids=[s[1].rpartition(".")[2] for s in SERVERS]
+)
 def test_no_way_around_the_guard(
     shared_redis: LocalRedisServer, server: str, app: str, item: str
 ) -> None:
@@ -86,7 +88,10 @@ def test_no_way_around_the_guard(
         me = {"X-Forwarded-For": address()}
         script = http.post("/echo", data={"comment": "<script>alert(1)</script>"}, headers=me)
         check("form body", script.status_code == 403)
-        check("JSON body", http.post("/echo", json={"user": "' OR '1'='1"}, headers=me).status_code == 403)
+        check(
+            "JSON body",
+            http.post("/echo", json={"user": "' OR '1'='1"}, headers=me).status_code == 403,
+        )
 
         # a 10 MB upload reaches the application intact, streamed past the bound
         text = b"harmless text\n" * 5000 + UPLOAD  # scanned up to 64 KiB: the rest streams
@@ -110,5 +115,8 @@ def test_no_way_around_the_guard(
             check(name, http.get("/", headers={"X-Forwarded-For": chain}).status_code == 403)
         forged = {"Forwarded": "for=192.0.2.1", "X-Forwarded-For": banned}
         check("Forwarded forged", http.get("/", headers=forged).status_code == 403)
-        check("others served", http.get("/", headers={"X-Forwarded-For": address()}).status_code == 200)
+        check(
+            "others served",
+            http.get("/", headers={"X-Forwarded-For": address()}).status_code == 200,
+        )
     assert failed == [], " | ".join(failed)

@@ -23,6 +23,7 @@ templates come from Flask's URL rules, blueprints' `url_prefix` included
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 from collections.abc import Callable
@@ -97,8 +98,7 @@ class FlaskGuard:
             found = self.user()
             return None if found is None else str(found)
         if _has_flask_login() and hasattr(current_app, "login_manager"):
-            from flask_login import current_user
-
+            current_user = importlib.import_module("flask_login").current_user
             if getattr(current_user, "is_authenticated", False):
                 identity = current_user.get_id()
                 return None if identity is None else str(identity)

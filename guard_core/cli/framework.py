@@ -25,7 +25,7 @@ def framework_group(name: str, config: Callable[[], SecurityConfig]) -> click.Gr
     (called when a command needs it, so inside the framework's application context)."""
 
     @click.pass_context
-    def callback(ctx: click.Context, **options: Any) -> Any:
+    def callback(ctx: click.Context, /, **options: Any) -> Any:
         ctx.ensure_object(Session).base = config
         assert cli.callback is not None
         return ctx.invoke(cli.callback, **options)

@@ -147,9 +147,7 @@ class CheckSettings:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool")
         check_ipv6_prefix(self.ipv6_prefix)
-        object.__setattr__(
-            self, "forwarded_header", check_forwarding_header(self.forwarded_header)
-        )
+        object.__setattr__(self, "forwarded_header", check_forwarding_header(self.forwarded_header))
         _number("body_max_bytes", self.body_max_bytes, low=0, integer=True)
         if isinstance(self.observers, str) or not isinstance(self.observers, tuple | list):
             raise TypeError("observers must be a tuple of callables")

@@ -224,8 +224,8 @@ def lower_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 __all__ = [
     "ClientAddressResolver",
     "Resolved",
-    "check_forwarding_header",
     "address_in",
+    "check_forwarding_header",
     "check_ipv6_prefix",
     "forwarded_for",
     "group_address",

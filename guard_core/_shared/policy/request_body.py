@@ -49,7 +49,9 @@ def _parameter(content_type: str, name: str) -> str | None:
 
 
 def _is_json(kind: str) -> bool:
-    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
 
 
 def _is_raw_text(kind: str) -> bool:
@@ -142,9 +144,9 @@ def _multipart_texts(body: bytes, content_type: str) -> list[str]:
         part_type = headers.get("content-type", "text/plain")
         if not (_is_raw_text(media_type(part_type)) or _is_json(media_type(part_type))):
             continue
-        name = _parameter(disposition, "name")
-        if name:
-            texts.append(name)
+        field = _parameter(disposition, "name")
+        if field:
+            texts.append(field)
         texts.append(_text(content, part_type))
     return texts
 

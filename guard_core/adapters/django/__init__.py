@@ -215,5 +215,5 @@ def _read_body(request: HttpRequest, settings: CheckSettings) -> bytes:
     if stream is None:
         return b""
     head = read_head(stream, min(length, settings.body_max_bytes))
-    request._stream = ReplayStream(head, stream)  # type: ignore[attr-defined]
+    request._stream = ReplayStream(head, stream)
     return head

@@ -33,10 +33,8 @@ def route_of(request: HttpRequest) -> tuple[str | None, RouteRule | None]:
         return None, None
     tried = getattr(match, "tried", None)
     chain: list[Any] = list(tried[-1]) if tried else []
-    if chain:
-        template = _joined(chain)
-    else:  # pragma: no cover - a resolver that does not say what it tried
-        template = match.route or ""
+    # a resolver that does not say what it tried: its own route
+    template = _joined(chain) if chain else match.route or ""
     return "/" + template.lstrip("^/"), rule_of(match.func)
 
 

@@ -5,6 +5,7 @@ SHA-256 and size of the body it read (streamed)."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from guard_core.models import SecurityConfig
 
@@ -17,4 +18,4 @@ def config() -> SecurityConfig:
 
 
 #: The settings every server app is guarded with (the rules by each framework's template).
-COMMON = {"trusted_proxies": ["127.0.0.1"], "default_limits": ""}
+COMMON: dict[str, Any] = {"trusted_proxies": ["127.0.0.1"], "default_limits": ""}

@@ -59,7 +59,7 @@ def api() -> FastAPI:
     return app
 
 
-wrapped = GuardMiddleware(api(), config=config(), rules=RULES, on_block=on_block, **COMMON)  # type: ignore[arg-type]
+wrapped = GuardMiddleware(api(), config=config(), rules=RULES, on_block=on_block, **COMMON)
 added = api()
 added.add_middleware(
     GuardMiddleware,  # type: ignore[arg-type]
