@@ -45,7 +45,7 @@ def check_sharing(first: str, second: str) -> None:
         assert limited.status_code == 429
         assert limited.headers["Retry-After"].isdigit()
         assert 1 <= int(limited.headers["Retry-After"]) <= 60
-        assert limited.headers["RateLimit"].startswith('"60s";r=0;')
+        assert limited.headers["RateLimit"].startswith('"3-per-60s";r=0;')
 
         # attack payloads through the first instance get the client banned; the second
         # refuses even its harmless requests
