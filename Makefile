@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 HAND_WRITTEN := guard_core tests/conftest.py tests/support tests/_async scripts benchmarks examples
 
-.PHONY: demo test check sync lint typecheck sync-check redis-server venv clean bench servers matrix
+.PHONY: demo test check sync lint typecheck sync-check redis-server wrk venv clean bench servers matrix
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ redis-server:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) apt-get install -y -qq redis-server openssl >/dev/null; }
 	@redis-server --version
+
+# Debian's wrk, the load generator of the end-to-end benchmark (bench_e2e.py).
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+		echo "installing Debian's wrk"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+	@wrk --version 2>&1 | head -n 1
 
 demo: venv redis-server
 	$(VENV)/bin/guard-core demo
@@ -107,6 +114,13 @@ bench: venv $(PEER_VENV)/.installed
 		$(PY) benchmarks/bench_network_bans.py && \
 		$(PY) benchmarks/bench_hung_calls.py && \
 		$(PY) benchmarks/bench_outage_share.py && \
-		$(PY) benchmarks/bench_mirror.py; \
-	else echo "Skipping the Redis benchmarks (keyspace, manager, outage, network bans, hung calls, outage share, ban mirror): no redis-server"; fi
+		$(PY) benchmarks/bench_mirror.py && \
+		$(PY) benchmarks/bench_import.py; \
+	else echo "Skipping the Redis benchmarks (keyspace, manager, outage, network bans, hung calls, outage share, ban mirror, bulk import): no redis-server"; fi
 	$(PY) benchmarks/bench_patterns.py --peer-python $(PEER_VENV)/bin/python
+	@# end to end: req/s through uvicorn and gunicorn under wrk, each peer in a virtualenv of
+	@# its own (.venv-e2e-<peer>, made by the script)
+	@$(MAKE) --no-print-directory wrk || echo "wrk could not be installed"
+	@if command -v redis-server >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1; then \
+		$(PY) benchmarks/bench_e2e.py; \
+	else echo "Skipping the end-to-end benchmark: no redis-server or no wrk"; fi

@@ -32,6 +32,7 @@ SERVER_MATRIX_MODULES = frozenset(
         "test_keyspace_scans",
         "test_ratelimit",
         "test_ipban",
+        "test_bulk_bans",
         "test_suspatterns",
         "test_cloud_handler",
         "test_guard",

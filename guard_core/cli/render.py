@@ -29,7 +29,14 @@ def emit(as_json: bool, data: Any, render: Callable[[Console], None]) -> None:
         render(console())
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
+def table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    whole: Sequence[str] = (),
+) -> Table:
+    """A table; the columns named in `whole` are never folded (the others are, to fit)."""
     result = Table(
         title=title,
         title_justify="left",
@@ -38,7 +45,7 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[obj
         min_width=len(title) if title else None,
     )
     for column in columns:
-        result.add_column(column, overflow="fold")
+        result.add_column(column, overflow="fold", no_wrap=column in whole)
     for row in rows:
         result.add_row(*("" if cell is None else str(cell) for cell in row))
     return result

@@ -1,1 +1,3 @@
-"""Redis manager and the subsystems that keep their state through it."""
+"""The six subsystems, policy only: rate limits, IP bans, attack patterns, security headers,
+cloud ranges and behaviour tracking. What they store lives in `storage/`;
+`redis_handler.py` keeps `RedisManager` at the path the seed documents."""

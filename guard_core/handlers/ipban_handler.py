@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 
 from guard_core._shared.addresses import IPAddress, IPNetwork, is_loopback, parse_ip, parse_network
 from guard_core._shared.keys import BANNED_IPS, BANNED_NETWORKS, validate_ttl
@@ -20,6 +21,7 @@ from guard_core._shared.storage.outcomes import Unavailable, Written
 from guard_core.models import SecurityConfig
 
 from ..connection.manager import RedisManager
+from ..storage.bans import BULK_BATCH, BulkBan, BulkWritten
 from ..storage.state_store import StateStore
 from ..storage.topics import BAN
 
@@ -60,8 +62,11 @@ class IPBanManager:
         self._memory = MemoryBanStore(config.ip_ban_max_entries)
         self._store.subscribe(BAN, self._written_back)
 
-    async def ban_ip(self, ip: str, duration: int | None = None, reason: str = "banned") -> bool:
-        """Ban an address or CIDR for `duration` seconds; False (and a warning) for loopback."""
+    async def ban_ip(
+        self, ip: str, duration: int | None = None, reason: str = "banned", *, by: str | None = None
+    ) -> bool:
+        """Ban an address or CIDR for `duration` seconds; False (and a warning) for loopback.
+        `by` names who made it (default: this instance's id; the command says "cli")."""
         target, parsed, network = _parse_target(ip)
         seconds = validate_ttl(
             self.config.ip_ban_default_duration if duration is None else duration, "duration"
@@ -69,11 +74,14 @@ class IPBanManager:
         assert seconds is not None
         if not isinstance(reason, str):
             raise TypeError(f"reason must be a str, not {type(reason).__name__}")
+        by = self._who(by)
         if is_loopback(parsed):
             self.logger.warning("Refusing to ban %s: loopback would lock the operator out", target)
             return False
         now = time.time()
-        record = BanRecord(target=target, expires_at=now + seconds, reason=reason, banned_at=now)
+        record = BanRecord(
+            target=target, expires_at=now + seconds, reason=reason, banned_at=now, by=by
+        )
         self._memory.add(record, network)
         applied = await self._store.submit(self._bans.ban_change(record))
         if applied.written is Written.SUPERSEDED:
@@ -82,6 +90,50 @@ class IPBanManager:
             )
         self.logger.info("Banned %s for %d s: %s", target, seconds, escape_control(reason))
         return True
+
+    async def ban_many(
+        self,
+        bans: Iterable[tuple[str, int | None, str]],
+        *,
+        by: str | None = None,
+        batch_size: int = BULK_BATCH,
+        progress: Callable[[int], object] | None = None,
+    ) -> BulkWritten:
+        """Ban many addresses and networks at once (an import): `(target, duration, reason)`
+        each, `None` for `ip_ban_default_duration`. Every entry is checked first: a bad one
+        (or loopback) raises `ValueError`/`TypeError` naming it, and nothing is written.
+        Written in batches of `batch_size` (one round trip and one invalidation message
+        each; `progress(done)` after each), every ban counting as made now: a lift made
+        later wins. Needs Redis: neither journalled nor kept in this instance's memory, so
+        what Redis did not take is counted `unwritten`, not written back later."""
+        default = self.config.ip_ban_default_duration
+        checked: list[BulkBan] = []
+        for target, duration, reason in bans:
+            canonical, parsed, _ = _parse_target(target)
+            seconds = validate_ttl(default if duration is None else duration, "duration")
+            assert seconds is not None
+            if not isinstance(reason, str):
+                raise TypeError(f"reason must be a str, not {type(reason).__name__}")
+            if is_loopback(parsed):
+                raise ValueError(f"refusing to ban {canonical}: loopback would lock you out")
+            checked.append((canonical, seconds, reason))
+        done = await self._bans.ban_many(
+            checked, by=self._who(by), batch_size=batch_size, progress=progress
+        )
+        self.logger.info(
+            "Banned %d targets in bulk (%d kept out by later changes, %d not written)",
+            done.taken,
+            done.superseded,
+            done.unwritten,
+        )
+        return done
+
+    def _who(self, by: str | None) -> str:
+        if by is None:
+            return self._store.instance_id
+        if not isinstance(by, str):
+            raise TypeError(f"by must be a str, not {type(by).__name__}")
+        return by
 
     async def unban_ip(self, ip: str) -> bool:
         """Lift the ban on an address or CIDR; whether there was one."""

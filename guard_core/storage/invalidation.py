@@ -4,7 +4,8 @@ After each write Redis takes (a ban or lift of an address or network, a custom p
 change, a stored document such as the header configuration), the storage layer publishes
 one message on the channel `{prefix}invalidations:changes`: the sending instance's random
 id, the change's topic and its target (applied at once where it was made, so the sender
-skips its own message).
+skips its own message). A bulk write (`bans import`) sends one message per batch, whose
+target is `BATCH_MARK` and the batch's targets, space-separated (`batch_members` reads it).
 Every instance subscribes in the background (started and stopped with the store's flusher
 by `Guard`) and, on each message, drops what it caches about that topic: the ban verdicts
 (`guard_core._shared.storage.verdict_cache`), and through listeners the network-ban index,
@@ -43,8 +44,19 @@ from ..connection.manager import RedisManager
 RETRY_DELAY = 0.05
 #: Seconds a read of the subscription waits for a message before checking for `stop()`.
 READ_TIMEOUT = 0.05
+#: Starts the target of a message that names a batch of changed targets (a bulk write).
+BATCH_MARK = "*"
 
 Listener = Callable[[str], None]
+
+
+def batch_members(target: str) -> list[str] | None:
+    """The targets a batch message names (None: `target` names one target, or none)."""
+    if not target.startswith(BATCH_MARK + " "):
+        return None
+    return target.split()[1:]
+
+
 #: Brings a local copy up to date after a change of `target` ("" after the subscription was
 #: confirmed: anything may have changed); an `async def` (a plain `def` in the sync face),
 #: awaited by the subscription's task, never by a request.
@@ -185,6 +197,11 @@ class Invalidations:
         except GuardRedisError:
             # other instances may miss this change until their caches age out
             self.logger.debug("Could not publish a change of %s", topic)
+
+    async def publish_batch(self, topic: str, targets: list[str]) -> None:
+        """Tell every instance, in one message, that each of `targets` changed."""
+        if targets:
+            await self.publish(topic, " ".join((BATCH_MARK, *targets)))
 
     def apply(self, topic: str, target: str) -> None:
         """Drop what is cached about `target` of `topic`."""

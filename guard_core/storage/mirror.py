@@ -5,8 +5,9 @@ addresses; network bans are the index `network_bans` holds).
 Loaded at start from the listing index `ban_index:addresses` (ZSCAN steps, never a keyspace
 scan); kept current by the pushed invalidations (the background follower reads each changed
 ban) and by the index's version `ban_index:version`, compared when the subscription comes
-back: a mirror whose version moved meanwhile is read again whole. Changes made here reach it
-at once, a lift even while Redis cannot take it.
+back: a mirror whose version moved meanwhile is read again whole. A batch of a bulk write
+comes as one message, whose bans are read in one round trip (no reload). Changes made here
+reach it at once, a lift even while Redis cannot take it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from guard_core._shared.storage.journal import Change
 from guard_core._shared.storage.memory_bans import decode_ban
 from guard_core._shared.storage.outcomes import Unavailable, Written
 
+from .invalidation import batch_members
 from .network_bans import NetworkBans
 from .topics import BAN, Store
 
@@ -41,6 +43,10 @@ class BanMirror:
         # begun after the last installed (loads begun so far; the number last installed)
         self._lock = threading.Lock()
         self._loads = self._loaded = 0
+        #: Full loads installed (at start, after a subscription came back with the version
+        #: moved); batches of bulk writes followed without one.
+        self.loads = 0
+        self.batches = 0
         store.invalidations.follow(BAN, self.follow)
 
     def banned(self, address: str, parsed: IPAddress) -> bool:
@@ -63,6 +69,7 @@ class BanMirror:
             "version": mirror.version,
             "age": round(time.time() - synced, 3) if synced else None,
             "evictions": mirror.evictions,
+            "loads": self.loads,
         }
 
     def changed(self, change: Change, written: Written) -> None:
@@ -121,20 +128,20 @@ class BanMirror:
                 return True  # a load begun later installed first: it is the newer copy
             self._loaded = number
             self.addresses.replace(((a, end) for a, end in entries if a not in lifted), version)
+            self.loads += 1
         return True
 
     async def follow(self, target: str) -> None:
         """A ban changed elsewhere (or "": anything may have): bring the mirror up to date."""
         store = self._store
+        members = batch_members(target)
+        if members is not None:
+            await self._follow_batch(members)
+            return
         if not target or "/" in target:
             if not target:
                 await self.check()
-            networks = self._networks
-            await networks.read(force=True)
-            # a check that ran meanwhile may have used the index held before: its verdict
-            # goes, and the next check reads the index's version again
-            store.invalidations.verdicts.invalidate()
-            networks.expire()
+            await self._follow_networks()
             return
         # the version first: every change it counts was published, and its message read
         # before this one or still to come while the subscription holds
@@ -148,6 +155,42 @@ class BanMirror:
                 self.addresses.drop(target)
             else:
                 self.addresses.put(target, record.expires_at)
+        if self.addresses.loaded:
+            self.addresses.checked(store.versioned(version))
+
+    async def _follow_networks(self) -> None:
+        """The network index changed elsewhere: read it again."""
+        networks = self._networks
+        await networks.read(force=True)
+        # a check that ran meanwhile may have used the index held before: its verdict goes,
+        # and the next check reads the index's version again
+        self._store.invalidations.verdicts.invalidate()
+        networks.expire()
+
+    async def _follow_batch(self, targets: list[str]) -> None:
+        """A batch of a bulk write made elsewhere: its address bans read in one round trip,
+        the network index again if it held networks; no full reload."""
+        store = self._store
+        addresses = [target for target in targets if "/" not in target]
+        if len(addresses) < len(targets):
+            await self._follow_networks()
+        if not addresses:
+            return
+        version = await store.call(lambda r: r.get_key(BAN_INDEX, INDEX_VERSION))
+        values = await store.call(lambda r: r.get_many(BANNED_IPS, addresses))
+        if isinstance(values, Unavailable) or isinstance(version, Unavailable) or values is None:
+            return
+        now = time.time()
+        journal = store.journal
+        for address, raw in zip(addresses, values, strict=True):
+            if journal.has_pending and journal.is_pending(BAN, address):
+                continue  # a change made here stands
+            record = None if raw is None else decode_ban(address, raw, now)
+            if record is None:
+                self.addresses.drop(address)
+            else:
+                self.addresses.put(address, record.expires_at)
+        self.batches += 1
         if self.addresses.loaded:
             self.addresses.checked(store.versioned(version))
 

@@ -108,6 +108,12 @@ class StateStore:
         return store
 
     @property
+    def instance_id(self) -> str:
+        """This instance's id (one per `Guard`): in the set of live instances, and in the
+        `by` of the bans it makes."""
+        return self.outage.membership.instance_id
+
+    @property
     def sharing(self) -> bool:
         """Whether state is shared through Redis (a manager with Redis enabled)."""
         return (

@@ -9,21 +9,31 @@ Layout of address bans (`{prefix}` omitted; network bans: `network_bans`):
   (`lua/ban_write.lua` lets the later of a ban and a lift win);
 - `ban_index:addresses`: sorted set ip -> expiry, so that bans are listed without a SCAN;
   `ban_index:version` counts its changes (a mirror that saw this count lacks nothing).
+
+Bulk writes (`ban_many`) are in `bulk_bans`.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from guard_core._shared.addresses import parse_network
-from guard_core._shared.keys import ADDRESS_INDEX, BAN_INDEX, BAN_LIFTS, BANNED_IPS, INDEX_VERSION
+from guard_core._shared.keys import (
+    ADDRESS_INDEX,
+    BAN_INDEX,
+    BAN_LIFTS,
+    BANNED_IPS,
+    INDEX_VERSION,
+)
 from guard_core._shared.storage.journal import Change
 from guard_core._shared.storage.lua_scripts import BAN_WRITE
 from guard_core._shared.storage.memory_bans import BanRecord, decode_ban, encode_ban
 from guard_core._shared.storage.outcomes import UNAVAILABLE, Unavailable, Written
 
+from .bulk_bans import BULK_BATCH, BulkBan, BulkBans, BulkWritten
 from .mirror import BanMirror
 from .network_bans import NetworkBans
 from .topics import BAN, Applied, Store, applied, lua_time
@@ -34,8 +44,11 @@ __all__ = [
     "BANNED_IPS",
     "BAN_INDEX",
     "BAN_LIFTS",
+    "BULK_BATCH",
     "INDEX_VERSION",
     "BanStorage",
+    "BulkBan",
+    "BulkWritten",
 ]
 
 
@@ -51,6 +64,7 @@ class BanStorage:
         self.networks = networks
         networks.after_read = self.reconcile
         self._mirror = mirror
+        self._bulk = BulkBans(store, networks, mirror)
         store.invalidations.on(BAN, self._changed_elsewhere)
 
     # -- changes ---------------------------------------------------------------------------
@@ -62,7 +76,7 @@ class BanStorage:
             action="ban",
             at=record.banned_at,
             keep_until=record.expires_at,
-            data={"expires_at": record.expires_at, "reason": record.reason},
+            data={"expires_at": record.expires_at, "reason": record.reason, "by": record.by},
         )
 
     def lift_change(self, target: str, now: float | None = None) -> Change:
@@ -116,6 +130,19 @@ class BanStorage:
         version = store.call(lambda r: r.safe_operation(_update))
         if isinstance(version, int):
             self._mirror.moved(version)
+
+    # -- bulk writes -----------------------------------------------------------------------
+
+    def ban_many(
+        self,
+        bans: Sequence[BulkBan],
+        *,
+        by: str,
+        batch_size: int = BULK_BATCH,
+        progress: Callable[[int], object] | None = None,
+    ) -> BulkWritten:
+        """Ban many canonical targets in batches: see `BulkBans.ban_many`."""
+        return self._bulk.ban_many(bans, by=by, batch_size=batch_size, progress=progress)
 
     def _changed_elsewhere(self, target: str) -> None:
         if not target or "/" in target:

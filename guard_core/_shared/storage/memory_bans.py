@@ -44,6 +44,9 @@ class BanRecord:
     shared: bool = False
     #: When the ban was made (Unix time): a lift made later wins over it, and vice versa.
     banned_at: float = 0.0
+    #: Who made it: the instance id of the guard, or "cli" for the command ("": unknown,
+    #: a ban of an older layout).
+    by: str = ""
 
     @property
     def is_network(self) -> bool:
@@ -54,19 +57,32 @@ class BanRecord:
 
 
 def encode_ban(change: Change) -> str:
-    """A ban change as Redis holds it: JSON `{"expires_at", "banned_at", "reason"}`."""
-    return json.dumps(
-        {
-            "expires_at": change.data["expires_at"],
-            "banned_at": change.at,
-            "reason": change.data.get("reason", ""),
-        }
-    )
+    """A ban change as Redis holds it: JSON `{"expires_at", "banned_at", "reason", "by"}`."""
+    data = change.data
+    return encode_record(data["expires_at"], change.at, data.get("reason", ""), data.get("by", ""))
+
+
+def encode_record(
+    expires_at: float,
+    banned_at: float,
+    reason: str,
+    by: str,
+    tails: dict[str, str] | None = None,
+) -> str:
+    """A ban record as Redis holds it, as `json.dumps` writes it; `tails` caches the part
+    after the times per reason (a bulk write encodes many bans of few reasons)."""
+    tail = None if tails is None else tails.get(reason)
+    if tail is None:
+        tail = f'{json.dumps(reason)}, "by": {json.dumps(by)}}}'
+        if tails is not None:
+            tails[reason] = tail
+    times = f'{{"expires_at": {float(expires_at)!r}, "banned_at": {float(banned_at)!r}'
+    return f'{times}, "reason": {tail}'
 
 
 def decode_ban(target: str, raw: object, now: float) -> BanRecord | None:
-    """A ban read from Redis, or None (a lift record, ended, malformed). An older layout
-    holds only the expiry."""
+    """A ban read from Redis, or None (a lift record, ended, malformed). Older layouts
+    hold only the expiry, or no `by`."""
     try:
         decoded = parse_json(raw, "stored ban")  # type: ignore[arg-type]
     except ValueError:
@@ -81,6 +97,7 @@ def decode_ban(target: str, raw: object, now: float) -> BanRecord | None:
     except (KeyError, TypeError, ValueError):
         return None
     reason = decoded.get("reason", "")
+    by = decoded.get("by", "")
     if expires_at <= now or not math.isfinite(expires_at):
         return None
     return BanRecord(
@@ -89,6 +106,7 @@ def decode_ban(target: str, raw: object, now: float) -> BanRecord | None:
         reason=reason if isinstance(reason, str) else "",
         shared=True,
         banned_at=banned_at,
+        by=by if isinstance(by, str) else "",
     )
 
 

@@ -1,0 +1,43 @@
+"""The Flask app of bench_e2e.py: `gunicorn e2e_flask:app`, run from this folder.
+
+E2E_VARIANT: "bare", "ours" (FlaskGuard) or "flask_limiter"; E2E_REDIS_URL: the Redis they
+share. Every variant allows every request (LIMIT is never reached).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask, request
+
+VARIANT = os.environ.get("E2E_VARIANT", "bare")
+REDIS_URL = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/0")
+LIMIT = "1000000/minute"
+
+app = Flask(__name__)
+
+
+@app.get("/items/<int:item_id>")
+def item(item_id: int) -> dict[str, Any]:
+    return {"item": item_id, "q": request.args.get("q", ""), "page": request.args.get("page")}
+
+
+if VARIANT == "ours":
+    from guard_core import SecurityConfig
+    from guard_core.adapters.flask import FlaskGuard
+
+    FlaskGuard(app, config=SecurityConfig(redis_url=REDIS_URL), default_limits=LIMIT)
+elif VARIANT == "flask_limiter":
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+
+    Limiter(
+        get_remote_address,
+        app=app,
+        default_limits=[LIMIT],
+        storage_uri=REDIS_URL,
+        headers_enabled=True,
+    )
+elif VARIANT != "bare":
+    raise SystemExit(f"unknown E2E_VARIANT {VARIANT!r}")
