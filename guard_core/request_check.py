@@ -213,25 +213,27 @@ class RequestCheck:
         identity = key_of(key, request, grouped)
         if identity is None:
             return ()  # no address and no other identity: nothing to count against
-        plan: list[tuple[str, Limit, str | None]] = [
-            (ALL_ROUTES, limit, None) for limit in self._default_limits
+        plan: list[tuple[str, Limit, str | None, int]] = [
+            (ALL_ROUTES, limit, None, 1) for limit in self._default_limits
         ]
         own = rule.limits_for(request)
         if own:
+            cost = rule.cost_of(request)
             if rule.scope is not None:
                 route, scope = shared_route(rule.scope), rule.scope
             else:
                 route = request.route if request.route is not None else UNMATCHED_ROUTE
                 scope = "route"
-            plan.extend((route, limit, scope) for limit in own)
+            plan.extend((route, limit, scope, cost) for limit in own)
         states: list[LimitState] = []
         names: set[str] = set()
-        for endpoint, limit, suffix in plan:
+        for endpoint, limit, suffix, hits in plan:
             result = await self.guard.rate_limiter.check(
                 identity,
                 endpoint=route_endpoint(endpoint, limit.window),
                 limit=limit.count,
                 window=limit.window,
+                cost=hits,
             )
             name = limit.name
             if name in names and suffix is not None:

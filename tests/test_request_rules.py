@@ -190,6 +190,12 @@ def test_a_shared_limit_scope_is_a_plain_name(scope: str) -> None:
         make_rule("5/minute", scope=scope)
 
 
+@pytest.mark.parametrize("cost", [0, 1001, -3])
+def test_a_rule_cost_is_checked_when_the_rule_is_made(cost: int) -> None:
+    with pytest.raises(ValueError, match="cost"):
+        make_rule("5/minute", cost=cost)
+
+
 def test_rule_options_are_checked_when_the_rule_is_made() -> None:
     with pytest.raises(TypeError, match="exempt_when"):
         make_rule("5/minute", exempt_when="yes")  # type: ignore[arg-type]
