@@ -2,11 +2,13 @@
 # Change the async source and run `make sync`.
 """`RequestCheck`: the framework-free check every adapter runs on each request.
 
-Order: exempt -> ban -> cloud blocks (if configured) -> attack patterns -> rate limits ->
-auto-ban. A request whose peer is not an IP address has no client address: the IP-based
-steps (ban, cloud, auto-ban) are skipped and the decision says so in `notes`; rate limits
-then key on the route alone only when a key function gives an identity, else they are
-skipped too. Nothing here answers 500 for a strange peer.
+Order: exempt -> a forwarding chain past its bound (refused) -> allow/deny lists -> ban ->
+cloud blocks (if configured) -> user agents -> attack patterns (path, query, chosen
+headers and the start of the body) -> rate limits -> auto-ban. A request whose peer is not
+an IP address has no client address: the IP-based steps (ban, cloud, auto-ban) are skipped
+and the decision says so in `notes`; rate limits then key on the route alone only when a
+key function gives an identity, else they are skipped too. Nothing here answers 500 for a
+strange peer.
 
 Every block (ban, cloud, pattern, limit, auto-ban) goes to the agent handler (as a
 `SecurityEvent`) and to the `guard_core.decision` logger at INFO, as one line of
@@ -33,6 +35,7 @@ from guard_core._shared.policy.rate_limit_rules import (
     ratelimit_headers,
     retry_after,
 )
+from guard_core._shared.policy.request_body import body_texts
 from guard_core._shared.policy.request_decoding import scan_texts
 from guard_core._shared.policy.request_model import Decision, LimitState, RequestInfo, Verdict
 from guard_core._shared.policy.security_headers import path_matches
@@ -44,6 +47,7 @@ from .guard import Guard
 #: Behaviour-tracker endpoint id under which blocks count toward an auto-ban.
 AUTO_BAN_COUNTER = "guard_auto_ban"
 NO_CLIENT_NOTE = "peer is not an IP address: ban, cloud and auto-ban steps skipped"
+LONG_CHAIN_REASON = "forwarding chain too long"
 
 decision_logger = logging.getLogger("guard_core.decision")
 
@@ -90,7 +94,7 @@ class RequestCheck:
 
     def _decide(self, request: RequestInfo) -> Decision:
         settings = self.settings
-        address = self._resolver.resolve(request.peer, request.headers)
+        address, refused = self._resolver.resolve_request(request.peer, request.headers)
         client = None if address is None else str(address)
         notes = () if address is not None else (NO_CLIENT_NOTE,)
         rule = self._rule_for(request)
@@ -109,6 +113,8 @@ class RequestCheck:
                 notes=notes,
             )
         headers = self._security_headers(request.path)
+        if refused:  # `client` is the trusted proxy that forwarded the chain
+            return self._block(request, "denied", 403, LONG_CHAIN_REASON, headers, client)
 
         if address is not None:
             if (self._allowed and not address_in(address, self._allowed)) or (
@@ -132,7 +138,11 @@ class RequestCheck:
 
         if settings.detect_patterns:
             extra = tuple(request.headers.get(name, "") for name in settings.scan_headers)
-            for text in scan_texts(request.path, request.query, extra):
+            texts = scan_texts(request.path, request.query, extra)
+            if request.body and settings.body_max_bytes:
+                content_type = request.headers.get("content-type")
+                texts += body_texts(request.body, content_type, settings.body_max_bytes)
+            for text in texts:
                 matches = self.guard.patterns.detect(text)
                 if matches:
                     categories = sorted({m.category for m in matches})
@@ -205,25 +215,27 @@ class RequestCheck:
         identity = key_of(key, request, grouped)
         if identity is None:
             return ()  # no address and no other identity: nothing to count against
-        plan: list[tuple[str, Limit, str | None]] = [
-            (ALL_ROUTES, limit, None) for limit in self._default_limits
+        plan: list[tuple[str, Limit, str | None, int]] = [
+            (ALL_ROUTES, limit, None, 1) for limit in self._default_limits
         ]
         own = rule.limits_for(request)
         if own:
+            cost = rule.cost_of(request)
             if rule.scope is not None:
                 route, scope = shared_route(rule.scope), rule.scope
             else:
                 route = request.route if request.route is not None else UNMATCHED_ROUTE
                 scope = "route"
-            plan.extend((route, limit, scope) for limit in own)
+            plan.extend((route, limit, scope, cost) for limit in own)
         states: list[LimitState] = []
         names: set[str] = set()
-        for endpoint, limit, suffix in plan:
+        for endpoint, limit, suffix, hits in plan:
             result = self.guard.rate_limiter.check(
                 identity,
                 endpoint=route_endpoint(endpoint, limit.window),
                 limit=limit.count,
                 window=limit.window,
+                cost=hits,
             )
             name = limit.name
             if name in names and suffix is not None:

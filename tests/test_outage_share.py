@@ -59,6 +59,18 @@ def test_an_unknown_key_gets_limit_over_n_and_hits_carry_ids() -> None:
     assert hits is not None and hits[0].id == "abc"
 
 
+def test_a_hit_of_cost_n_takes_n_of_the_share_with_an_id_each() -> None:
+    windows = OutageWindows(max_keys=10)
+    members = Members(count=2, rank=0)  # a share of 5 of the limit of 10
+    admitted, hits = windows.hit("k", 10, WINDOW, members, hit_id="h", cost=3, now=1000.0)
+    assert admitted.allowed and hits is not None
+    assert [hit.id for hit in hits] == ["h", "h/1", "h/2"]
+    refused, none = windows.hit("k", 10, WINDOW, members, cost=3, now=1001.0)
+    assert not refused.allowed and none is None
+    fits, _ = windows.hit("k", 10, WINDOW, members, cost=2, now=1002.0)
+    assert fits.allowed
+
+
 def test_the_count_seen_before_the_outage_leaves_with_the_window() -> None:
     windows = OutageWindows(max_keys=10)
     windows.seen("k", 10, now=1000.0)

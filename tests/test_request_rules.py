@@ -13,6 +13,7 @@ from guard_core._shared.policy.client_address import (
     group_address,
     lower_headers,
     parse_node,
+    x_forwarded_for,
 )
 from guard_core._shared.policy.header_presets import FASTAPI_DOCS_CSP, fastapi_docs_overrides
 from guard_core._shared.policy.rate_limit_rules import (
@@ -103,7 +104,7 @@ def test_resolver_steps_over_trusted_proxies_only() -> None:
 def test_forwarded_header() -> None:
     header = 'for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8:cafe::17]:4711"'
     assert [str(a) for a in forwarded_for(header) if a] == ["192.0.2.60", "2001:db8:cafe::17"]
-    resolver = ClientAddressResolver(["203.0.113.0/24"])
+    resolver = ClientAddressResolver(["203.0.113.0/24"], header="forwarded")
     assert str(resolver.resolve("203.0.113.43", {"forwarded": header})) == "2001:db8:cafe::17"
     assert forwarded_for("for=_hidden, for=unknown") == [None, None]
     assert parse_node("192.0.2.1:8080") == ip_address("192.0.2.1")
@@ -189,6 +190,12 @@ def test_a_shared_limit_scope_is_a_plain_name(scope: str) -> None:
         make_rule("5/minute", scope=scope)
 
 
+@pytest.mark.parametrize("cost", [0, 1001, -3])
+def test_a_rule_cost_is_checked_when_the_rule_is_made(cost: int) -> None:
+    with pytest.raises(ValueError, match="cost"):
+        make_rule("5/minute", cost=cost)
+
+
 def test_rule_options_are_checked_when_the_rule_is_made() -> None:
     with pytest.raises(TypeError, match="exempt_when"):
         make_rule("5/minute", exempt_when="yes")  # type: ignore[arg-type]
@@ -197,3 +204,33 @@ def test_rule_options_are_checked_when_the_rule_is_made() -> None:
     rule = make_rule(lambda info: "2/minute", scope="search")
     assert rule.limits is None and rule.scope == "search"
     assert [limit.count for limit in rule.limits_for(RequestInfo(None, "GET", "/"))] == [2]
+
+
+def test_one_forwarding_header_is_read_and_a_client_cannot_pick_the_other() -> None:
+    both = {"forwarded": "for=6.6.6.6", "x-forwarded-for": "198.51.100.9"}
+    default = ClientAddressResolver(["10.0.0.0/8"])
+    assert str(default.resolve("10.0.0.1", both)) == "198.51.100.9"  # Forwarded ignored
+    assert str(default.resolve("10.0.0.1", {"forwarded": "for=6.6.6.6"})) == "10.0.0.1"
+    standard = ClientAddressResolver(["10.0.0.0/8"], header="Forwarded")
+    assert str(standard.resolve("10.0.0.1", both)) == "6.6.6.6"
+    assert str(standard.resolve("10.0.0.1", {"x-forwarded-for": "6.6.6.6"})) == "10.0.0.1"
+    with pytest.raises(ValueError, match="forwarded_header"):
+        ClientAddressResolver(header="x-real-ip")
+
+
+def test_a_chain_past_the_bound_is_refused_and_the_right_end_is_read() -> None:
+    resolver = ClientAddressResolver(["10.0.0.0/8"], hops=2)
+    padded = ", ".join(["1.1.1.1"] * 999 + ["198.51.100.7"])
+    assert resolver.resolve_request("10.0.0.1", {"x-forwarded-for": padded}).refused
+    assert resolver.resolve("10.0.0.1", {"x-forwarded-for": padded}) is None
+    long_entry = "x" * 9000 + ", 198.51.100.7"
+    assert resolver.resolve_request("10.0.0.1", {"x-forwarded-for": long_entry}).refused
+    # an untrusted peer's headers are never read, however long
+    assert str(resolver.resolve("192.0.2.1", {"x-forwarded-for": padded})) == "192.0.2.1"
+    at_bound = ", ".join(["1.1.1.1"] * 62 + ["198.51.100.7", "10.0.0.9"])
+    assert str(resolver.resolve("10.0.0.1", {"x-forwarded-for": at_bound})) == "198.51.100.7"
+    # the parsers read the right end of a long header (what the proxies appended)
+    assert [str(a) for a in x_forwarded_for("9" * 9000 + ",1.2.3.4, 5.6.7.8")] == [
+        "1.2.3.4",
+        "5.6.7.8",
+    ]

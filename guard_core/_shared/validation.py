@@ -31,6 +31,19 @@ def check_count(name: str, value: object) -> int:
     return int(value)
 
 
+#: The most hits one request may count for (each is a member of the window).
+MAX_COST = 1000
+
+
+def check_cost(value: object) -> int:
+    """A request's cost: a whole number of hits in 1..MAX_COST."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"cost must be an int, not {type(value).__name__}")
+    if not 1 <= value <= MAX_COST:
+        raise ValueError(f"cost must be between 1 and {MAX_COST} (got {shown_number(value)})")
+    return int(value)
+
+
 def check_seconds(name: str, value: object, *, minimum: float = 0.001) -> float:
     """A finite number of seconds in `minimum`..MAX_TTL (longer ones Redis cannot expire)."""
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -84,31 +84,38 @@ class ProcessGuard:
         self._pid = None
 
 
-def environ_request(
-    environ: dict[str, Any],
-    *,
-    route: str | None,
-    rule: Any = None,
-    user: str | None = None,
-) -> RequestInfo:
-    """The request check's view of a WSGI environ (Flask's `request.environ`, Django's
-    `request.META`)."""
+def environ_headers(environ: dict[str, Any]) -> dict[str, str]:
+    """The request headers of a WSGI environ, with lower-case names."""
     pairs = []
     for name, value in environ.items():
         if name.startswith("HTTP_"):
             pairs.append((name[5:].replace("_", "-"), str(value)))
         elif name in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
             pairs.append((name.replace("_", "-"), str(value)))
+    return lower_headers(pairs)
+
+
+def environ_request(
+    environ: dict[str, Any],
+    *,
+    route: str | None,
+    rule: Any = None,
+    user: str | None = None,
+    body: bytes = b"",
+) -> RequestInfo:
+    """The request check's view of a WSGI environ (Flask's `request.environ`, Django's
+    `request.META`)."""
     peer = environ.get("REMOTE_ADDR")
     return RequestInfo(
         peer=str(peer) if peer else None,
         method=str(environ.get("REQUEST_METHOD", "GET")),
         path=_wsgi_text(environ.get("PATH_INFO", "/")) or "/",
         query=_wsgi_text(environ.get("QUERY_STRING", "")),
-        headers=lower_headers(pairs),
+        headers=environ_headers(environ),
         route=route,
         rule=rule,
         user=user,
+        body=body,
     )
 
 

@@ -63,8 +63,13 @@ class Session:
 
     overrides: dict[str, str] = field(default_factory=dict)
     as_json: bool = False
+    #: An application's configuration (`flask guard`, `manage.py guard`): the flags apply
+    #: over it, and the GUARD_CORE_* variables are not read.
+    base: Callable[[], SecurityConfig] | None = None
 
     def config(self) -> SecurityConfig:
+        if self.base is not None:
+            return build_config({}, self.overrides, base=self.base())
         return build_config(os.environ, self.overrides)
 
     @contextmanager

@@ -95,9 +95,13 @@ def _convert(field: str, annotation: str, text: str, source: str) -> Any:
 
 
 def build_config(
-    environ: Mapping[str, str], overrides: Mapping[str, str] | None = None
+    environ: Mapping[str, str],
+    overrides: Mapping[str, str] | None = None,
+    *,
+    base: SecurityConfig | None = None,
 ) -> SecurityConfig:
-    """A validated `SecurityConfig` from the environment, then the overrides (field -> text).
+    """A validated `SecurityConfig` from the environment, then the overrides (field -> text),
+    over `base` when given (an application's own configuration) instead of the defaults.
 
     Unknown `GUARD_CORE_*` variables and fields are refused, so that a misspelt setting
     does not silently fall back to the default.
@@ -116,6 +120,8 @@ def build_config(
             raise SettingError(f"--set {field}: no such SecurityConfig field")
         values[field] = _convert(field, annotations[field], text, f"--set {field}")
     try:
+        if base is not None:
+            return dataclasses.replace(base, **values)
         return SecurityConfig(**values)
     except (TypeError, ValueError) as exc:  # SecurityConfig masks the URL's secrets itself
         raise SettingError(f"invalid configuration: {exc}") from None

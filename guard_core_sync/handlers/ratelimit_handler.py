@@ -17,7 +17,13 @@ from __future__ import annotations
 
 from guard_core._shared.keys import RATE_LIMIT
 from guard_core._shared.policy.rate_keys import KeyMemo, window_key
-from guard_core._shared.validation import MAX_COUNT, MAX_TTL, check_count, check_seconds
+from guard_core._shared.validation import (
+    MAX_COUNT,
+    MAX_TTL,
+    check_cost,
+    check_count,
+    check_seconds,
+)
 from guard_core.models import RateLimitResult, SecurityConfig
 
 from ..connection.manager import RedisManager
@@ -70,8 +76,10 @@ class RateLimitManager:
         endpoint: str = "",
         limit: int | None = None,
         window: float | None = None,
+        cost: int = 1,
     ) -> RateLimitResult:
-        """Count one request and say whether it is admitted."""
+        """Count one request and say whether it is admitted; a request of `cost` n counts as
+        n hits (admitted only when all n fit; at most `MAX_COST`)."""
         try:
             if endpoint == "":
                 key = self._plain(identifier)
@@ -94,10 +102,12 @@ class RateLimitManager:
             if (kind is not float and kind is not int) or not _MIN_WINDOW <= window <= MAX_TTL:
                 window = check_seconds("window", window)
             self._valid_window = window
+        if cost != 1:
+            cost = check_cost(cost)
         local = self._local
         if local is not None:
-            return local.verdict(key, limit, window)
-        allowed, count, reset_after = self._store.hit(key, limit, window)
+            return local.verdict(key, limit, window, cost)
+        allowed, count, reset_after = self._store.hit(key, limit, window, cost=cost)
         return _verdict(
             RateLimitResult,
             (

@@ -60,6 +60,7 @@ class OutageShare:
         *,
         record_always: bool,
         hit_id: str | None = None,
+        cost: int = 1,
     ) -> WindowResult:
         """Count one hit against this instance's share while Redis is unavailable; a
         recorded hit goes to the journal, to be written into the shared window later."""
@@ -70,6 +71,7 @@ class OutageShare:
             self.membership.members,
             record_always=record_always,
             hit_id=hit_id,
+            cost=cost,
         )
         if hits is not None:
             self._journal(namespace, key, window, limit + 1 if record_always else 0, hits)

@@ -60,16 +60,23 @@ class SlidingWindowStore:
         return self.memory.evictions
 
     def hit(
-        self, key: str, limit: int, window: float, *, record_always: bool = False
+        self, key: str, limit: int, window: float, *, record_always: bool = False, cost: int = 1
     ) -> WindowResult:
-        """Prune, count and record one hit (only when admitted unless `record_always`)."""
+        """Prune, count and record one hit (only when admitted unless `record_always`); a
+        hit of `cost` n counts as n."""
         if self.shared:
             store = self._store
             if store.sync_due:
                 store.sync()
             hit_id = next_hit_id()  # one id for the hit, whichever window counts it
             shared = self._windows.hit(
-                self._namespace, key, limit, window, record_always=record_always, hit_id=hit_id
+                self._namespace,
+                key,
+                limit,
+                window,
+                record_always=record_always,
+                hit_id=hit_id,
+                cost=cost,
             )
             if not isinstance(shared, Unavailable):
                 if self._warm_up:
@@ -86,8 +93,9 @@ class SlidingWindowStore:
                     window,
                     record_always=record_always,
                     hit_id=hit_id,
+                    cost=cost,
                 )
-        return self.memory.hit(key, limit, window, record_always=record_always)
+        return self.memory.hit(key, limit, window, record_always=record_always, cost=cost)
 
     def reset(self, key: str) -> None:
         """Forget a key's hits, in memory and in Redis (written back after an outage)."""

@@ -43,16 +43,20 @@ class WindowStorage:
         *,
         record_always: bool,
         hit_id: str | None = None,
+        cost: int = 1,
     ) -> WindowResult | Unavailable:
         """Prune, count and record one hit in a shared window (server clock); `hit_id`
-        names the hit (its member: a hit written again later is counted once)."""
+        names the hit (its member: a hit written again later is counted once); a hit of
+        `cost` n counts as n hits (members `hit_id`, `hit_id/1`, ...)."""
         window_ms = round(window * 1000)
-        args = (
+        args: tuple[str | int | float, ...] = (
             limit,
             window_ms if window_ms > 1 else 1,
             next_hit_id() if hit_id is None else hit_id,
             "1" if record_always else "0",
         )
+        if cost != 1:
+            args += (cost,)
         reply = self._store.script(SLIDING_WINDOW, ((namespace, key),), args)
         if isinstance(reply, Unavailable):
             return UNAVAILABLE

@@ -283,3 +283,28 @@ async def test_hits_of_two_instances_never_share_an_id(shared_env: StateEnv) -> 
     assert (await first.check("192.0.2.33", limit=1000, window=60)).count == 101
     assert shared_env.inspect is not None
     assert shared_env.inspect.zcard(shared_env.key("rate_limit", "rate:192.0.2.33")) == 101
+
+
+async def test_a_request_of_cost_n_counts_as_n_hits(state_env: StateEnv) -> None:
+    limiter = RateLimitManager(state_env.config, state_env.redis)
+    first = await limiter.check("cost", limit=5, window=60, cost=3)
+    assert (first.allowed, first.count, first.remaining) == (True, 3, 2)
+    refused = await limiter.check("cost", limit=5, window=60, cost=3)
+    assert (refused.allowed, refused.count) == (False, 3)  # nothing recorded when refused
+    fits = await limiter.check("cost", limit=5, window=60, cost=2)
+    assert (fits.allowed, fits.count, fits.remaining) == (True, 5, 0)
+    assert not (await limiter.check("cost", limit=5, window=60)).allowed
+    # a cost above the limit is never admitted, and leaves the window as it was
+    too_big = await limiter.check("empty", limit=2, window=60, cost=3)
+    assert (too_big.allowed, too_big.count, too_big.reset_after) == (False, 0, 0.0)
+    assert (await limiter.check("empty", limit=2, window=60, cost=2)).allowed
+
+
+async def test_a_bad_cost_is_refused_before_counting(state_env: StateEnv) -> None:
+    limiter = RateLimitManager(state_env.config, state_env.redis)
+    for cost in (0, -1, 1001):
+        with pytest.raises(ValueError, match="cost"):
+            await limiter.check("bad", limit=5, window=60, cost=cost)
+    with pytest.raises(TypeError, match="cost"):
+        await limiter.check("bad", limit=5, window=60, cost=2.0)  # type: ignore[arg-type]
+    assert (await limiter.check("bad", limit=1, window=60)).allowed  # nothing was counted

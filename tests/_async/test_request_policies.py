@@ -171,3 +171,30 @@ async def test_rejected_retries_auto_ban_when_asked(make_check: Any) -> None:
     verdicts = [(await check.check(request("/login", route="/login"))).verdict for _ in range(4)]
     assert verdicts == ["allowed", "rate_limited", "rate_limited", "auto_banned"]
     assert await check.guard.ip_bans.is_ip_banned(CLIENT)
+
+
+async def test_a_route_cost_counts_against_its_limits_only(make_check: Any) -> None:
+    export = make_rule("5/minute", cost=2)
+    check = await make_check(default_limits="10/minute", rules={"/export": export})
+    first = await check.check(request("/export", route="/export"))
+    route_state = [s for s in first.rate_limits if s.name.endswith("-route") or s.limit == 5]
+    assert first.allowed and route_state[0].remaining == 3
+    default_state = [s for s in first.rate_limits if s.limit == 10]
+    assert default_state[0].remaining == 9  # the default limit counts the request once
+    assert (await check.check(request("/export", route="/export"))).allowed
+    third = await check.check(request("/export", route="/export"))
+    assert (third.status, third.verdict) == (429, "rate_limited")  # 4 used, 2 more do not fit
+
+
+async def test_a_cost_computed_per_request(make_check: Any) -> None:
+    def by_size(info: RequestInfo) -> int:
+        return 4 if "big" in info.query else 1
+
+    check = await make_check(default_limits="", rules={"/q": make_rule("5/minute", cost=by_size)})
+    assert (await check.check(request("/q", route="/q", query="big=1"))).allowed
+    assert (await check.check(request("/q", route="/q"))).allowed
+    assert (await check.check(request("/q", route="/q", query="big=1"))).status == 429
+    wrong: Any = lambda info: "2"  # noqa: E731  # a function that breaks its contract
+    bad = await make_check(default_limits="", rules={"/q": make_rule("5/minute", cost=wrong)})
+    with pytest.raises(TypeError, match="cost"):
+        await bad.check(request("/q", route="/q"))

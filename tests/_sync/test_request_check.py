@@ -315,3 +315,94 @@ def test_a_failing_agent_is_warned_of_once_then_once_when_it_accepts_again(
         "Agent handler accepts events again",
     ]
     assert len(agent.events) >= 8  # every decision was offered to the agent
+
+
+def body_request(body: bytes, content_type: str | None, **fields: Any) -> RequestInfo:
+    headers = {} if content_type is None else {"content-type": content_type}
+    made = request("/submit", headers=headers, body=body, **fields)
+    return dataclasses.replace(made, method="POST")
+
+
+BOUNDARY = "guardboundary"
+
+
+def multipart(*parts: tuple[str, str | None, str, bytes]) -> bytes:
+    """A multipart/form-data body of (name, filename, content type, content) parts."""
+    chunks = []
+    for name, filename, kind, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        head = f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\nContent-Type: {kind}\r\n\r\n"
+        chunks.append(head.encode() + content + b"\r\n")
+    return b"".join(chunks) + f"--{BOUNDARY}--\r\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"comment=%3Cscript%3Ealert(1)%3C%2Fscript%3E", "application/x-www-form-urlencoded"),
+        (b"comment=<script>alert(1)</script>", "application/x-www-form-urlencoded"),
+        (b'{"user": {"name": "\' OR \'1\'=\'1"}}', "application/json"),
+        (b'{"q": "\\u003cscript\\u003ealert(1)"}', "application/vnd.api+json"),
+        (b'{"q": "<script>alert(1)</script>"', "application/json"),  # cut: raw text
+        (b'{"q": "<script>alert(1)</script>"}', None),  # FastAPI parses it as JSON
+        (multipart(("bio", None, "text/plain", b"<script>alert(1)</script>")), None),
+    ],
+)
+def test_body_payloads_are_blocked(
+    make_check: Any, body: bytes, content_type: str | None
+) -> None:
+    check = make_check()
+    kind = content_type or (f"multipart/form-data; boundary={BOUNDARY}" if b"--" in body else None)
+    decision = check.check(body_request(body, kind))
+    assert (decision.verdict, decision.status) == ("attack_pattern", 403)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"<script>alert(1)</script>", "image/png"),
+        (b"<script>alert(1)</script>", "application/octet-stream"),
+        (multipart(("upload", "a.html", "text/html", b"<script>alert(1)</script>")), None),
+        (multipart(("blob", None, "application/octet-stream", b"<script>x</script>")), None),
+        (b"comment=hello+world&id=42", "application/x-www-form-urlencoded"),
+        (b'{"name": "O\'Brien", "count": 3}', "application/json"),
+    ],
+)
+def test_bodies_not_text_or_harmless_pass(
+    make_check: Any, body: bytes, content_type: str | None
+) -> None:
+    check = make_check()
+    kind = content_type or f"multipart/form-data; boundary={BOUNDARY}"
+    assert (check.check(body_request(body, kind))).allowed
+
+
+def test_body_scanning_is_bounded_and_can_be_turned_off(make_check: Any) -> None:
+    payload = b"a=" + b"x" * 100 + b"&b=<script>alert(1)</script>"
+    form = "application/x-www-form-urlencoded"
+    assert ((make_check()).check(body_request(payload, form))).blocked
+    bounded = make_check(body_max_bytes=50)
+    assert (bounded.check(body_request(payload, form))).allowed  # past the bound
+    off = make_check(body_max_bytes=0)
+    assert (off.check(body_request(payload, form))).allowed
+    with pytest.raises(ValueError, match="body_max_bytes"):
+        CheckSettings(body_max_bytes=-1)
+
+
+def test_a_padded_forwarding_chain_cannot_hide_a_banned_client(make_check: Any) -> None:
+    check = make_check(trusted_proxies=["10.0.0.0/8"], proxy_hops=2)
+    check.guard.ip_bans.ban_ip("198.51.100.66", 60)
+    behind = {"x-forwarded-for": "198.51.100.66, 10.0.0.7"}
+    assert (check.check(request(peer="10.0.0.1", headers=behind))).verdict == "banned"
+    for chain in (
+        ", ".join(["192.0.2.1"] * 999 + ["198.51.100.66"]),  # 1,000 entries
+        "192.0.2.1 " * 1000 + ", 198.51.100.66",  # 10 KB
+    ):
+        decision = check.check(request(peer="10.0.0.1", headers={"x-forwarded-for": chain}))
+        assert (decision.status, decision.verdict, decision.reason) == (
+            403,
+            "denied",
+            "forwarding chain too long",
+        )
+    # a client-sent Forwarded header does not override the proxies' X-Forwarded-For
+    forged = {"forwarded": "for=192.0.2.1", "x-forwarded-for": "198.51.100.66"}
+    assert (check.check(request(peer="10.0.0.1", headers=forged))).verdict == "banned"

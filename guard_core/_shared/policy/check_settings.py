@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from guard_core._shared.addresses import IPNetwork
 from guard_core._shared.policy.attack_patterns import AttackPattern, compile_custom
 from guard_core._shared.policy.client_address import (
+    X_FORWARDED_FOR,
     ClientAddressResolver,
+    check_forwarding_header,
     check_ipv6_prefix,
     parse_networks,
 )
@@ -25,6 +27,7 @@ from guard_core._shared.policy.rate_limit_rules import (
     normalize_rules,
     parse_limits,
 )
+from guard_core._shared.policy.request_body import DEFAULT_BODY_MAX_BYTES
 from guard_core._shared.policy.request_model import Decision
 
 
@@ -69,8 +72,10 @@ class CheckSettings:
     - `blocked_user_agents`: RE2 patterns (case-insensitive, searched anywhere in the
       `User-Agent` header): a match gets 403 (`user_agent_blocked`), e.g. `("sqlmap",
       "nikto", r"^python-requests/")`.
-    - `trusted_proxies` / `proxy_hops`: whose `Forwarded`/`X-Forwarded-For` to believe, and
-      how many proxies deep (see `client_address`).
+    - `trusted_proxies` / `proxy_hops` / `forwarded_header`: whose forwarding header to
+      believe, how many proxies deep, and which header they set (`"x-forwarded-for"`, the
+      default, or `"forwarded"`; the other is ignored). A chain of more than 64 entries or
+      8 KiB through a trusted proxy is refused (403 `denied`); see `client_address`.
     - `ipv6_prefix`: IPv6 clients share rate limits per network of this length (None: per
       address).
     - `passive`: decide, log and emit events, but never block (nor auto-ban).
@@ -78,6 +83,9 @@ class CheckSettings:
       (empty: the step is skipped and nothing is fetched).
     - `detect_patterns` / `scan_headers`: scan path and query (and these headers) for attack
       patterns, decoded as `request_decoding` says.
+    - `body_max_bytes`: the first this many bytes of a form, JSON, multipart (text fields)
+      or text body are scanned too (see `request_body`); the rest is not read for the check
+      and streams on to the application. 0 turns body scanning off.
     - `default_limits`: a limit string for every client across all routes; None uses
       `SecurityConfig.rate_limit` per `rate_limit_window`; "" turns it off.
     - `rules`: route template -> `RouteRule` or limit string; a route's own limits apply
@@ -102,11 +110,13 @@ class CheckSettings:
     blocked_user_agents: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     proxy_hops: int = 1
+    forwarded_header: str = X_FORWARDED_FOR
     ipv6_prefix: int | None = 64
     passive: bool = False
     block_cloud_providers: tuple[str, ...] = ()
     detect_patterns: bool = True
     scan_headers: tuple[str, ...] = ()
+    body_max_bytes: int = DEFAULT_BODY_MAX_BYTES
     default_limits: str | None = None
     rules: Mapping[str, RouteRule | str] = field(default_factory=dict)
     key: KeySpec = "ip"
@@ -137,6 +147,8 @@ class CheckSettings:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool")
         check_ipv6_prefix(self.ipv6_prefix)
+        object.__setattr__(self, "forwarded_header", check_forwarding_header(self.forwarded_header))
+        _number("body_max_bytes", self.body_max_bytes, low=0, integer=True)
         if isinstance(self.observers, str) or not isinstance(self.observers, tuple | list):
             raise TypeError("observers must be a tuple of callables")
         if not all(callable(observer) for observer in self.observers):
@@ -159,7 +171,9 @@ class CheckSettings:
         self.user_agent_patterns()
 
     def resolver(self) -> ClientAddressResolver:
-        return ClientAddressResolver(self.trusted_proxies, hops=self.proxy_hops)
+        return ClientAddressResolver(
+            self.trusted_proxies, hops=self.proxy_hops, header=self.forwarded_header
+        )
 
     def exempt_networks(self) -> tuple[IPNetwork, ...]:
         return parse_networks("exempt_ips", self.exempt_ips)

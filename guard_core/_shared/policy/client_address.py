@@ -9,20 +9,33 @@ resolver walks the chain from the right (the peer, then the addresses each proxy
 stepping over at most `hops` trusted proxies, and stops at the first address it does not
 trust. A client can prepend anything to `X-Forwarded-For`; it cannot change what a trusted
 proxy appended after it.
+
+One header is read, the one the trusted proxies set (`header`: `X-Forwarded-For` by
+default, or `Forwarded`); the other is ignored whatever it holds, so a client cannot pick
+the header it would rather be believed in. The chain is bounded: a header of more than
+`MAX_ENTRIES` entries or `MAX_HEADER_LENGTH` characters (several lines of it counted
+together) arriving through a trusted proxy is untrusted, and the request is refused
+(`Resolved.refused`): its rightmost entries could be read, but no proxy appends that many,
+so a chain that long is a client's padding, and refusing it leaves no way to line the
+padding up with `hops`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv6Address, IPv6Network
+from typing import NamedTuple
 
 from guard_core._shared.addresses import IPAddress, IPNetwork, parse_ip, parse_network
 
-#: Headers read for the forwarding chain, first present wins.
+#: The forwarding headers; `ClientAddressResolver(header=...)` names the one to read.
 FORWARDED = "forwarded"
 X_FORWARDED_FOR = "x-forwarded-for"
-#: Longest forwarding header read, in characters (a longer one is cut at a comma).
-MAX_HEADER_LENGTH = 4096
+FORWARDING_HEADERS = (X_FORWARDED_FOR, FORWARDED)
+#: Longest forwarding chain considered, in characters and in entries: a longer one is
+#: untrusted (the request is refused).
+MAX_HEADER_LENGTH = 8192
+MAX_ENTRIES = 64
 
 
 def parse_node(text: str) -> IPAddress | None:
@@ -42,11 +55,23 @@ def parse_node(text: str) -> IPAddress | None:
         return None
 
 
+def _rightmost(header: str) -> list[str]:
+    """The header's comma-separated entries, at most the last `MAX_HEADER_LENGTH`
+    characters of it (a cut entry is dropped) and the last `MAX_ENTRIES` entries: the
+    right end is what the proxies appended."""
+    if len(header) <= MAX_HEADER_LENGTH:
+        entries = header.split(",")
+    else:
+        entries = header[-MAX_HEADER_LENGTH:].split(",")[1:]
+    return entries[-MAX_ENTRIES:]
+
+
 def forwarded_for(header: str) -> list[IPAddress | None]:
     """The `for=` addresses of a `Forwarded` header (RFC 7239), in order; `None` for an
-    element without a usable one."""
+    element without a usable one. Quotes are not parsed across commas: a comma always ends
+    an element, so a client's unclosed quote cannot swallow what a proxy appended."""
     found: list[IPAddress | None] = []
-    for element in header[:MAX_HEADER_LENGTH].split(","):
+    for element in _rightmost(header):
         node: IPAddress | None = None
         for pair in element.split(";"):
             name, _, value = pair.partition("=")
@@ -58,7 +83,7 @@ def forwarded_for(header: str) -> list[IPAddress | None]:
 
 def x_forwarded_for(header: str) -> list[IPAddress | None]:
     """The addresses of an `X-Forwarded-For` header, in order; `None` for unusable entries."""
-    return [parse_node(entry) for entry in header[:MAX_HEADER_LENGTH].split(",")]
+    return [parse_node(entry) for entry in _rightmost(header)]
 
 
 def group_address(address: IPAddress, ipv6_prefix: int | None) -> str:
@@ -79,15 +104,45 @@ def check_ipv6_prefix(prefix: object) -> int | None:
     return prefix
 
 
+def check_forwarding_header(header: object) -> str:
+    if not isinstance(header, str) or header.lower() not in FORWARDING_HEADERS:
+        raise ValueError(
+            f"forwarded_header must be 'x-forwarded-for' or 'forwarded' (got {header!r})"
+        )
+    return header.lower()
+
+
+def too_long(header: str) -> bool:
+    """Whether a forwarding chain is past the bound (and so untrusted)."""
+    return len(header) > MAX_HEADER_LENGTH or header.count(",") >= MAX_ENTRIES
+
+
+class Resolved(NamedTuple):
+    """The client address (None: the peer or the entry a trusted proxy wrote is not an IP
+    address) and whether the request is refused (a forwarding chain past the bound; the
+    address is then the trusted proxy that sent it)."""
+
+    address: IPAddress | None
+    refused: bool = False
+
+
 class ClientAddressResolver:
     """Finds the client address of a request from its peer and forwarding headers.
 
     `trusted_proxies` are addresses or CIDR networks whose forwarding headers are believed;
     `hops` is the most proxies stepped over (the depth of the proxy chain in front of the
-    application). With no trusted proxies, the peer is the client.
+    application); `header` is the forwarding header those proxies set (`x-forwarded-for`
+    or `forwarded`; the other one is ignored). With no trusted proxies, the peer is the
+    client.
     """
 
-    def __init__(self, trusted_proxies: Iterable[str] = (), *, hops: int = 1) -> None:
+    def __init__(
+        self,
+        trusted_proxies: Iterable[str] = (),
+        *,
+        hops: int = 1,
+        header: str = X_FORWARDED_FOR,
+    ) -> None:
         if isinstance(trusted_proxies, str):
             raise TypeError("trusted_proxies must be a list of addresses or networks, not a str")
         self.trusted: tuple[IPNetwork, ...] = tuple(parse_network(p) for p in trusted_proxies)
@@ -96,31 +151,40 @@ class ClientAddressResolver:
         if not 1 <= hops <= 32:
             raise ValueError(f"hops must be between 1 and 32 (got {hops})")
         self.hops = hops
+        self.header = check_forwarding_header(header)
+        self._parse = forwarded_for if self.header == FORWARDED else x_forwarded_for
 
     def is_trusted(self, address: IPAddress) -> bool:
         return any(address.version == n.version and address in n for n in self.trusted)
 
     def resolve(self, peer: str | None, headers: Mapping[str, str]) -> IPAddress | None:
         """The client address, or `None` when the peer (or the entry a trusted proxy
-        wrote) is not an IP address. `headers` has lower-case names."""
+        wrote) is not an IP address, or the chain is refused. `headers` has lower-case
+        names."""
+        address, refused = self.resolve_request(peer, headers)
+        return None if refused else address
+
+    def resolve_request(self, peer: str | None, headers: Mapping[str, str]) -> Resolved:
+        """The client address and whether the request is refused (see the module)."""
         if peer is None:
-            return None
+            return Resolved(None)
         current = parse_node(peer) if peer.startswith("[") else _parse_or_none(peer)
-        if current is None or not self.trusted:
-            return current
-        chain: list[IPAddress | None] = []
-        if FORWARDED in headers:
-            chain = forwarded_for(headers[FORWARDED])
-        elif X_FORWARDED_FOR in headers:
-            chain = x_forwarded_for(headers[X_FORWARDED_FOR])
+        if current is None or not self.trusted or not self.is_trusted(current):
+            return Resolved(current)
+        header = headers.get(self.header)
+        if not header:
+            return Resolved(current)
+        if too_long(header):
+            return Resolved(current, refused=True)
+        chain = self._parse(header)
         steps = 0
         while self.is_trusted(current) and steps < self.hops and chain:
             previous = chain.pop()
             steps += 1
             if previous is None:
-                return None  # a trusted proxy forwarded for something that is no address
+                return Resolved(None)  # a trusted proxy forwarded for something not an address
             current = previous
-        return current
+        return Resolved(current)
 
 
 def _parse_or_none(text: str) -> IPAddress | None:
@@ -159,7 +223,9 @@ def lower_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 __all__ = [
     "ClientAddressResolver",
+    "Resolved",
     "address_in",
+    "check_forwarding_header",
     "check_ipv6_prefix",
     "forwarded_for",
     "group_address",

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from guard_core._shared.policy.request_model import LimitState, RequestInfo
+from guard_core._shared.validation import check_cost
 
 UNITS: Mapping[str, int] = {
     "s": 1,
@@ -119,6 +120,7 @@ def key_of(key: KeySpec, request: RequestInfo, address: str | None) -> str | Non
 #: A rule's limits: a limit string parsed once, or a callable giving one per request.
 LimitFunction = Callable[[RequestInfo], str]
 Condition = Callable[[RequestInfo], bool]
+CostFunction = Callable[[RequestInfo], int]
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ class RouteRule:
       window (`shared_limit`); otherwise each route template counts on its own.
     - `exempt_when`: a callable; when it returns True the route's limits are skipped for
       that request (the default limits still apply).
+    - `cost`: how many hits one request counts for against the route's own limits (an int,
+      or a callable of the request; 1 to 1000): an export may cost 10 where a page costs 1.
     """
 
     limits: tuple[Limit, ...] | None = None
@@ -139,6 +143,14 @@ class RouteRule:
     limits_of: LimitFunction | None = None
     scope: str | None = None
     exempt_when: Condition | None = None
+    cost: int | CostFunction = 1
+
+    def cost_of(self, request: RequestInfo) -> int:
+        """The hits `request` counts for against this rule's limits."""
+        cost = self.cost
+        if callable(cost):
+            return check_cost(cost(request))
+        return cost
 
     def limits_for(self, request: RequestInfo) -> tuple[Limit, ...]:
         """The limits that apply to `request` under this rule (none when exempted)."""
@@ -190,6 +202,7 @@ def make_rule(
     exempt: bool = False,
     scope: str | None = None,
     exempt_when: Condition | None = None,
+    cost: int | CostFunction = 1,
 ) -> RouteRule:
     if not isinstance(exempt, bool):
         raise TypeError("exempt must be a bool")
@@ -201,6 +214,7 @@ def make_rule(
         limits_of=dynamic,
         scope=_check_scope(scope),
         exempt_when=_check_condition("exempt_when", exempt_when),
+        cost=cost if callable(cost) else check_cost(cost),
     )
 
 
@@ -214,6 +228,7 @@ def guard_rule(
     exempt: bool = False,
     scope: str | None = None,
     exempt_when: Condition | None = None,
+    cost: int | CostFunction = 1,
 ) -> Callable[[F], F]:
     """Attach a rule to a view (FastAPI/Starlette endpoint, Flask view, Django view):
 
@@ -224,7 +239,9 @@ def guard_rule(
     The decorator goes below the framework's route decorator, so the framework registers
     the marked function.
     """
-    rule = make_rule(limits, key=key, exempt=exempt, scope=scope, exempt_when=exempt_when)
+    rule = make_rule(
+        limits, key=key, exempt=exempt, scope=scope, exempt_when=exempt_when, cost=cost
+    )
 
     def mark(view: F) -> F:
         setattr(view, RULE_ATTRIBUTE, rule)
@@ -238,9 +255,10 @@ def rate_limit(
     *,
     key: KeySpec | None = None,
     exempt_when: Condition | None = None,
+    cost: int | CostFunction = 1,
 ) -> Callable[[F], F]:
     """`guard_rule(limits, key=key)`: this route's own limits."""
-    return guard_rule(limits, key=key, exempt_when=exempt_when)
+    return guard_rule(limits, key=key, exempt_when=exempt_when, cost=cost)
 
 
 def shared_limit(
@@ -249,10 +267,11 @@ def shared_limit(
     *,
     key: KeySpec | None = None,
     exempt_when: Condition | None = None,
+    cost: int | CostFunction = 1,
 ) -> Callable[[F], F]:
     """Limits that every view marked with the same `scope` shares: one window per client
     for all of them (`@shared_limit("100/hour", scope="search")` on several views)."""
-    return guard_rule(limits, key=key, scope=scope, exempt_when=exempt_when)
+    return guard_rule(limits, key=key, scope=scope, exempt_when=exempt_when, cost=cost)
 
 
 def exempt(view: F) -> F:

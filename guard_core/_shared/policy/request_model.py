@@ -32,7 +32,9 @@ class RequestInfo:
     `headers` has lower-case names. `route` is the route template when the framework knows
     it (`/users/{user_id}`, `/users/<int:user_id>`, `users/<int:pk>/`). `rule` is the
     per-route rule attached to the view (`guard_rule` decorator), if any. `user` is an
-    authenticated user's id, for limits keyed by user.
+    authenticated user's id, for limits keyed by user. `body` is the start of the request
+    body as the adapter read it (at most `CheckSettings.body_max_bytes`, empty when the
+    content type is not scanned); its type is `headers["content-type"]`.
     """
 
     peer: str | None
@@ -43,6 +45,7 @@ class RequestInfo:
     route: str | None = None
     rule: Any = None
     user: str | None = None
+    body: bytes = b""
 
 
 @dataclass(frozen=True)

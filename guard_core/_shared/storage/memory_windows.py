@@ -110,23 +110,27 @@ class MemorySlidingWindow:
         *,
         record_always: bool = False,
         now: float | None = None,
+        cost: int = 1,
     ) -> WindowResult:
-        """Prune, count and (when admitted, or always when tracking) record one hit."""
+        """Prune, count and (when admitted, or always when tracking) record one hit, which
+        counts as `cost` hits."""
         if now is None:
             now = _monotonic()
         with self._lock:
             hits = self._track(key, window, now)
             while hits and hits[0] <= now - window:
                 hits.popleft()
-            allowed = len(hits) < limit
+            allowed = len(hits) + cost <= limit
             if allowed or record_always:
                 hits.append(now)
-                while len(hits) > limit + 1:
+                if cost > 1:
+                    hits.extend(itertools.repeat(now, cost - 1))
+                while len(hits) > limit + 1 and record_always:
                     hits.popleft()
             reset_after = window - (now - hits[0]) if hits else 0.0
             return _new(WindowResult, (allowed, len(hits), reset_after))
 
-    def verdict(self, key: str, limit: int, window: float) -> RateLimitResult:
+    def verdict(self, key: str, limit: int, window: float, cost: int = 1) -> RateLimitResult:
         """A rate limit's verdict on one request: `hit` (without options) as the caller's
         final result, built once. On every request while Redis is disabled, hence spelled
         out for speed; `limit` and `window` are the caller's to check."""
@@ -143,13 +147,15 @@ class MemorySlidingWindow:
             while hits and hits[0] <= start:
                 hits.popleft()
             count = len(hits)
-            allowed = count < limit
+            allowed = count + cost <= limit
             if allowed:
                 hits.append(now)
-                count += 1
-            # hits is not empty (count >= limit >= 1 when refused); its oldest is inside the
-            # window, so only float rounding could make this negative
-            reset_after = window - (now - hits[0])
+                if cost > 1:
+                    hits.extend(itertools.repeat(now, cost - 1))
+                count += cost
+            # the oldest hit is inside the window, so only float rounding could make this
+            # negative; no hit at all only when a cost above the limit was refused
+            reset_after = window - (now - hits[0]) if hits else 0.0
             return _new(
                 RateLimitResult,
                 (

@@ -92,6 +92,7 @@ class OutageWindows:
         record_always: bool = False,
         hit_id: str | None = None,
         now: float | None = None,
+        cost: int = 1,
     ) -> tuple[WindowResult, tuple[Hit, ...] | None]:
         """Count one hit while Redis is unavailable against this instance's share. Returns
         the result, and the key's outage hits still in the window when this one was
@@ -105,11 +106,13 @@ class OutageWindows:
                 hits.popleft()
             used = state.used if state.seen_at > now - window else 0
             budget = share_of(limit - used, members, key)
-            allowed = len(hits) < budget
+            allowed = len(hits) + cost <= budget
             recorded: tuple[Hit, ...] | None = None
             if allowed or record_always:
-                hits.append(Hit(uuid.uuid4().hex if hit_id is None else hit_id, now))
-                while len(hits) > limit + 1:
+                first = uuid.uuid4().hex if hit_id is None else hit_id
+                hits.append(Hit(first, now))
+                hits.extend(Hit(f"{first}/{n}", now) for n in range(1, cost))
+                while len(hits) > limit + 1 and record_always:
                     hits.popleft()
                 recorded = tuple(hits)
             # in shared terms: the part of the limit left to the others, plus the hits here

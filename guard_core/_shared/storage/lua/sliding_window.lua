@@ -2,25 +2,37 @@
 -- KEYS[1]  the window's sorted set
 -- ARGV[1]  limit: hits admitted per window
 -- ARGV[2]  window length in milliseconds
--- ARGV[3]  unique member naming this hit
+-- ARGV[3]  unique member naming this hit (a request of cost n records n members:
+--          ARGV[3], ARGV[3].."/1", ... ARGV[3].."/"..(n-1))
 -- ARGV[4]  "1": record every hit (tracking); "0": record only admitted hits (limiting)
+-- ARGV[5]  cost: hits this request counts for (absent: 1)
 -- Returns {allowed (1|0), hits in the window, milliseconds until the oldest hit leaves it}.
 -- Time comes from the server, so every instance shares one clock.
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local record_always = ARGV[4] == "1"
+local cost = tonumber(ARGV[5] or "1")
 
 local time = redis.call("TIME")
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
 redis.call("ZREMRANGEBYSCORE", key, "-inf", now - window)
 local count = redis.call("ZCARD", key)
-local allowed = count < limit
+local allowed = count + cost <= limit
 if allowed or record_always then
-    redis.call("ZADD", key, now, ARGV[3])
-    count = count + 1
-    if count > limit + 1 then
+    if cost == 1 then
+        redis.call("ZADD", key, now, ARGV[3])
+    else
+        local members = {now, ARGV[3]}
+        for i = 1, cost - 1 do
+            members[#members + 1] = now
+            members[#members + 1] = ARGV[3] .. "/" .. i
+        end
+        redis.call("ZADD", key, (unpack or table.unpack)(members))
+    end
+    count = count + cost
+    if count > limit + 1 and record_always then
         -- a tracker only needs to know the threshold was passed: keep the newest limit + 1
         redis.call("ZREMRANGEBYRANK", key, 0, count - limit - 2)
         count = limit + 1

@@ -1,0 +1,270 @@
+"""The ASGI middleware against the ways around it (issue 20): bodies, the wrapping form,
+mounted applications, forwarding chains, user keys; and its on_block hook."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+import warnings
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+
+with warnings.catch_warnings():  # Starlette's notice about its test client's HTTP library
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from guard_core import rate_limit
+from guard_core.adapters._common import _warned
+from guard_core.adapters.asgi import GuardMiddleware, Message, buffer_body
+from guard_core.guard import Guard
+from guard_core.models import SecurityConfig
+from guard_core.testing import LocalRedisServer
+
+CLIENT = ("203.0.113.21", 40000)
+SCRIPT_FORM = {"comment": "<script>alert(1)</script>"}
+SQLI_JSON = {"user": "' OR '1'='1"}
+
+
+def config(redis_server: LocalRedisServer) -> SecurityConfig:
+    return SecurityConfig(redis_url=redis_server.url, redis_prefix=f"b{uuid.uuid4().hex[:8]}:")
+
+
+def api() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, Any]:
+        body = await request.body()
+        return {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}
+
+    @app.get("/limited")
+    async def limited() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    @app.get("/login")
+    @rate_limit("2/minute")
+    async def login() -> dict[str, str]:
+        return {"login": "form"}
+
+    @app.get("/state")
+    async def state(request: Request) -> dict[str, bool]:
+        return {"guard": isinstance(getattr(request.state, "guard", None), Guard)}
+
+    return app
+
+
+def added(redis_server: LocalRedisServer, **settings: Any) -> FastAPI:
+    app = api()
+    app.add_middleware(GuardMiddleware, config=config(redis_server), **settings)  # type: ignore[arg-type]
+    return app
+
+
+def wrapped(redis_server: LocalRedisServer, **settings: Any) -> GuardMiddleware:
+    return GuardMiddleware(api(), config=config(redis_server), **settings)
+
+
+@pytest.fixture(params=["add_middleware", "wrapping"])
+def form(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def build(form: str, redis_server: LocalRedisServer, **settings: Any) -> Any:
+    return (added if form == "add_middleware" else wrapped)(redis_server, **settings)
+
+
+def test_every_readme_form_honours_rules(form: str, redis_server: LocalRedisServer) -> None:
+    app = build(form, redis_server, rules={"/limited": "2/minute"})
+    with TestClient(app, client=CLIENT) as client:
+        codes = [client.get("/limited").status_code for _ in range(5)]
+        login = [client.get("/login").status_code for _ in range(3)]
+        assert client.get("/state").json() == {"guard": True}
+    assert codes == [200, 200, 429, 429, 429]
+    assert login == [200, 200, 429]
+
+
+def test_form_and_json_bodies_are_scanned(form: str, redis_server: LocalRedisServer) -> None:
+    with TestClient(build(form, redis_server), client=CLIENT) as client:
+        assert client.post("/echo", data=SCRIPT_FORM).status_code == 403
+        assert client.post("/echo", json=SQLI_JSON).status_code == 403
+        files = {"upload": ("page.html", b"<script>alert(1)</script>", "text/html")}
+        assert client.post("/echo", files=files, data={"title": "fine"}).status_code == 200
+        text_field = client.post("/echo", files=files, data={"title": "<script>x</script>"})
+        assert text_field.status_code == 403
+        harmless = client.post("/echo", data={"comment": "hello"})
+    assert harmless.status_code == 200
+    assert harmless.json()["sha256"] == hashlib.sha256(b"comment=hello").hexdigest()
+
+
+def test_a_large_body_reaches_the_app_intact(redis_server: LocalRedisServer) -> None:
+    payload = b"<script>" + bytes(range(256)) * 8192  # 2 MiB; the payload is past the bound
+    with TestClient(added(redis_server, body_max_bytes=1024), client=CLIENT) as client:
+        response = client.post(
+            "/echo", content=payload[8:], headers={"content-type": "application/octet-stream"}
+        )
+        text = client.post(
+            "/echo", content=b"x" * 2048 + payload, headers={"content-type": "text/plain"}
+        )
+    assert response.json() == {
+        "sha256": hashlib.sha256(payload[8:]).hexdigest(),
+        "size": len(payload) - 8,
+    }
+    assert text.json()["size"] == 2048 + len(payload)  # past the bound: not scanned, intact
+
+
+@pytest.mark.anyio
+async def test_buffered_messages_are_replayed_in_order() -> None:
+    sent: list[Message] = [
+        {"type": "http.request", "body": b"a=1&", "more_body": True},
+        {"type": "http.request", "body": b"b=2&", "more_body": True},
+        {"type": "http.request", "body": b"c=3", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+    queue = list(sent)
+
+    async def receive() -> Message:
+        return queue.pop(0)
+
+    body, replay = await buffer_body(receive, 6)
+    assert body == b"a=1&b="
+    assert len(queue) == 2  # the bound reached: the rest is left to the application
+    assert [await replay() for _ in range(4)] == sent
+    queue[:] = [
+        {"type": "http.request", "body": b"x", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    body, replay = await buffer_body(receive, 100)
+    assert body == b"x" and queue == []
+    assert (await replay())["body"] == b"x" and (await replay())["type"] == "http.disconnect"
+
+
+def test_mounted_applications_get_their_full_template(redis_server: LocalRedisServer) -> None:
+    async def item(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(request.path_params["item_id"])
+
+    @rate_limit("1/minute")
+    async def marked(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("marked")
+
+    inner = Starlette(routes=[Route("/items/{item_id}", item), Route("/marked", marked)])
+    wrapped_inner = Starlette(routes=[Route("/items/{item_id}", item)])
+    app = Starlette(
+        routes=[
+            Mount("/v1", app=inner),
+            Mount("/v2", app=GZipMiddleware(wrapped_inner)),
+        ]
+    )
+    app.add_middleware(
+        GuardMiddleware,  # type: ignore[arg-type]
+        config=config(redis_server),
+        default_limits="",
+        rules={"/v1/items/{item_id}": "2/minute", "/v2/items/{item_id}": "1/minute"},
+    )
+    with TestClient(app, client=CLIENT) as client:
+        assert [client.get(f"/v1/items/{n}").status_code for n in (1, 2, 3)] == [200, 200, 429]
+        assert [client.get("/v1/marked").status_code for _ in range(2)] == [200, 429]
+        assert [client.get(f"/v2/items/{n}").status_code for n in (1, 2)] == [200, 429]
+
+
+def test_a_banned_client_behind_a_proxy_cannot_pad_the_chain(
+    form: str, redis_server: LocalRedisServer
+) -> None:
+    app = build(form, redis_server, trusted_proxies=["127.0.0.1"])
+    banned = "198.51.100.61"
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
+        guard = app.guard if isinstance(app, GuardMiddleware) else None
+        guard = guard or _guard_of(client)
+        assert client.portal is not None
+        client.portal.call(guard.ip_bans.ban_ip, banned, 60)
+        for chain in (
+            banned,
+            ", ".join(["192.0.2.1"] * 999 + [banned]),
+            "192.0.2.1 " * 900 + ", " + banned,
+        ):
+            assert client.get("/limited", headers={"x-forwarded-for": chain}).status_code == 403
+        forged = {"forwarded": "for=192.0.2.1", "x-forwarded-for": banned}
+        assert client.get("/limited", headers=forged).status_code == 403
+        assert client.get("/limited", headers={"x-forwarded-for": "192.0.2.1"}).status_code == 200
+
+
+def _guard_of(client: TestClient) -> Guard:
+    response = client.get("/state")
+    assert response.json() == {"guard": True}
+    app = client.app
+    stack = app.middleware_stack  # type: ignore[attr-defined]
+    while not isinstance(stack, GuardMiddleware):
+        stack = stack.app
+    return stack.guard
+
+
+class HeaderUser(AuthenticationBackend):
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser] | None:
+        name = conn.headers.get("x-user")
+        return (AuthCredentials(["authenticated"]), SimpleUser(name)) if name else None
+
+
+def test_user_keys(redis_server: LocalRedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    app = api()
+    app.add_middleware(
+        GuardMiddleware,  # type: ignore[arg-type]
+        config=config(redis_server),
+        key="user",
+        default_limits="2/minute",
+    )
+    app.add_middleware(AuthenticationMiddleware, backend=HeaderUser())  # outside: runs first
+    with TestClient(app, client=CLIENT) as client:
+        ann = [client.get("/limited", headers={"x-user": "ann"}).status_code for _ in range(3)]
+        bob = client.get("/limited", headers={"x-user": "bob"}).status_code
+    assert (ann, bob) == ([200, 200, 429], 200)
+
+    inside = api()
+    inside.add_middleware(AuthenticationMiddleware, backend=HeaderUser())  # inside: too late
+    inside.add_middleware(
+        GuardMiddleware,  # type: ignore[arg-type]
+        config=config(redis_server),
+        key="user",
+        default_limits="2/minute",
+    )
+    _warned.discard("asgi-user")
+    with TestClient(inside, client=CLIENT) as client, caplog.at_level(logging.WARNING):
+        codes = [client.get("/limited", headers={"x-user": u}).status_code for u in "abcd"]
+    assert codes == [200, 200, 429, 429]  # keyed by the address
+    warned = [
+        r
+        for r in caplog.records
+        if r.name == "guard_core.checks" and "AuthenticationMiddleware" in r.getMessage()
+    ]
+    assert len(warned) == 1  # once per process
+
+
+def test_on_block_gives_the_response(form: str, redis_server: LocalRedisServer) -> None:
+    seen: list[str] = []
+
+    def on_block(decision: Any) -> Any:
+        seen.append(decision.verdict)
+        if decision.verdict == "rate_limited":
+            return PlainTextResponse("slow down", status_code=429)
+        if decision.verdict == "attack_pattern":
+            raise RuntimeError("a broken hook")
+        return None
+
+    app = build(form, redis_server, on_block=on_block)
+    with TestClient(app, client=CLIENT) as client:
+        limited = [client.get("/login") for _ in range(3)][-1]
+        attack = client.get("/limited?q=<script>")
+    assert (limited.status_code, limited.text) == (429, "slow down")
+    assert limited.headers["retry-after"].isdigit()
+    assert limited.headers["x-frame-options"] == "DENY"
+    assert (attack.status_code, attack.json()) == (403, {"detail": "suspicious request"})
+    assert seen == ["rate_limited", "attack_pattern"]
+    with pytest.raises(TypeError, match="on_block"):
+        GuardMiddleware(api(), config=config(redis_server), on_block="nope")  # type: ignore[arg-type]
