@@ -99,7 +99,9 @@ class RequestCheck:
         if (
             rule.exempt
             or any(path_matches(prefix, request.path) for prefix in settings.exempt_paths)
-            or (address is not None and address_in(address, self._exempt_networks))
+            # a refused chain's address is the proxy's: never exempt as such, or padding the
+            # chain would make any client exempt behind an exempted proxy network
+            or (not refused and address is not None and address_in(address, self._exempt_networks))
         ):
             return Decision(
                 allowed=True,

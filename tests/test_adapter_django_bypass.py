@@ -87,6 +87,12 @@ urlpatterns = [
     *i18n_patterns(path("login/", login), path("account/<int:pk>/", limited)),
 ]
 
+#: A site whose default language has no prefix (`/login/` in English, `/fr/login/`).
+NO_DEFAULT_PREFIX: Any = types.ModuleType("no_default_prefix_urls")
+NO_DEFAULT_PREFIX.urlpatterns = [
+    *i18n_patterns(path("login/", login), prefix_default_language=False)
+]
+
 
 @pytest.fixture
 def make(redis_server: LocalRedisServer) -> Iterator[Callable[..., Client]]:
@@ -119,6 +125,35 @@ def test_i18n_prefixes_share_one_window(make: Any) -> None:
     assert [
         client.get(f"/{lang}/account/{n}/").status_code for lang, n in (("fr", 1), ("en", 2))
     ] == [200, 429]
+
+
+def test_an_unprefixed_path_is_matched_whatever_language_the_thread_last_used(
+    make: Any,
+) -> None:
+    client = make()
+    with override_settings(ROOT_URLCONF=NO_DEFAULT_PREFIX, LANGUAGE_CODE="en"):
+        codes = [client.get(p).status_code for p in ("/fr/login/", "/login/", "/login/")]
+    assert codes == [200, 200, 429]  # one window for the view, in either language
+
+
+def test_a_body_the_client_stops_sending_is_a_400_not_a_500(make: Any) -> None:
+    client = make()
+
+    class Broken:
+        def read(self, *args: Any) -> bytes:
+            raise OSError("client went away")
+
+        readline = read
+
+    response = client.generic(
+        "POST",
+        "/echo",
+        b"",
+        content_type="application/x-www-form-urlencoded",
+        CONTENT_LENGTH="20",
+        **{"wsgi.input": Broken()},
+    )
+    assert response.status_code == 400
 
 
 def test_form_json_and_multipart_bodies_are_scanned(make: Any) -> None:

@@ -194,3 +194,33 @@ def test_flask_guard_command_uses_the_apps_config(make: Any) -> None:
     assert "198.51.100.63" in json.dumps(json.loads(listed.output))
     checked = runner.invoke(args=["guard", "bans", "check", "198.51.100.64"])
     assert checked.exit_code == 1  # not banned: the exit status answers, as guard-core's
+
+
+def test_a_body_read_before_the_guard_is_scanned_from_its_cache_or_said_once(
+    redis_server: LocalRedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    _warned.discard("flask-body-read")
+    config = SecurityConfig(redis_url=redis_server.url, redis_prefix=f"fr{uuid.uuid4().hex}:")
+    for reader, expected in (("get_data", 403), ("form", 200)):
+        app = build_app()
+
+        @app.before_request
+        def read_first(reader: str = reader) -> None:
+            if reader == "get_data":
+                request.get_data(cache=True)
+            else:
+                request.form.to_dict()
+
+        extension = FlaskGuard(app, config=config)  # registered after read_first
+        try:
+            client = app.test_client()
+            client.environ_base["REMOTE_ADDR"] = CLIENT
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="guard_core.checks"):
+                response = client.post("/echo", data={"comment": "<script>alert(1)</script>"})
+                client.post("/echo", data={"comment": "<script>alert(2)</script>"})
+            assert response.status_code == expected, reader
+            warned = [r for r in caplog.records if "read before FlaskGuard" in r.getMessage()]
+            assert len(warned) == (1 if reader == "form" else 0), reader
+        finally:
+            extension.close()

@@ -110,15 +110,33 @@ class FlaskGuard:
         )
         return None
 
+    @staticmethod
+    def _body(environ: dict[str, Any], settings: CheckSettings) -> bytes:
+        """The start of the body for the check. Read by something that ran before the
+        guard: its cached data when it kept them (`get_data(cache=True)`); else nothing is
+        left to scan, said once (register FlaskGuard before what reads the body)."""
+        state = request.__dict__
+        cached = getattr(request, "_cached_data", None)
+        if isinstance(cached, bytes):
+            return cached[: settings.body_max_bytes]
+        if "form" in state or "files" in state:
+            warn_once(
+                "flask-body-read",
+                "the request body was read before FlaskGuard's check (another before_request "
+                "hook or extension): its body is not scanned; set FlaskGuard up first",
+            )
+            return b""
+        if "stream" in state:
+            del state["stream"]  # read again from the replayed input
+        return read_wsgi_body(environ, environ_headers(environ), settings)
+
     def _before_request(self) -> Any:
         rule = request.url_rule
         view = current_app.view_functions.get(request.endpoint or "")
         route_rule = rule_of(view) if view is not None else None
         check = self.process.check()
         environ = request.environ
-        if "stream" in request.__dict__:
-            del request.__dict__["stream"]  # read again from the replayed input
-        body = read_wsgi_body(environ, environ_headers(environ), check.settings)
+        body = self._body(environ, check.settings)
         info = environ_request(
             environ,
             route=rule.rule if rule is not None else None,

@@ -406,3 +406,19 @@ def test_a_padded_forwarding_chain_cannot_hide_a_banned_client(make_check: Any) 
     # a client-sent Forwarded header does not override the proxies' X-Forwarded-For
     forged = {"forwarded": "for=192.0.2.1", "x-forwarded-for": "198.51.100.66"}
     assert (check.check(request(peer="10.0.0.1", headers=forged))).verdict == "banned"
+
+
+def test_a_padded_chain_does_not_make_a_client_exempt_behind_an_exempt_proxy(
+    make_check: Any,
+) -> None:
+    check = make_check(trusted_proxies=["10.0.0.0/8"], exempt_ips=["10.0.0.0/8"])
+    check.guard.ip_bans.ban_ip("198.51.100.66", 60)
+    # the proxy itself (and what it forwards for inside 10/8) stays exempt
+    assert (check.check(request(peer="10.0.0.1"))).verdict == "exempt"
+    padded = ", ".join(["192.0.2.1"] * 999 + ["198.51.100.66"])
+    decision = check.check(request(peer="10.0.0.1", headers={"x-forwarded-for": padded}))
+    assert (decision.status, decision.verdict) == (403, "denied")
+    # under the bound, the banned client is found behind the exempt proxy
+    short = ", ".join(["192.0.2.1"] * 30 + ["198.51.100.66"])
+    found = check.check(request(peer="10.0.0.1", headers={"x-forwarded-for": short}))
+    assert (found.status, found.verdict) == (403, "banned")

@@ -36,8 +36,8 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.conf import settings as django_settings
-from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import BadRequest, ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.utils.module_loading import import_string
 
 from guard_core._shared.policy.check_settings import CheckSettings
@@ -146,7 +146,10 @@ class GuardMiddleware:
                 )
             elif getattr(account, "is_authenticated", False):
                 user = str(account.pk)
-        body = _read_body(request, check.settings)
+        try:
+            body = _read_body(request, check.settings)
+        except UnreadablePostError as exc:  # the client went away while sending it
+            raise BadRequest("request body could not be read") from exc
         decision = check.check(
             environ_request(request.META, route=route, rule=rule, user=user, body=body)
         )

@@ -27,7 +27,13 @@ def route_of(request: HttpRequest) -> tuple[str | None, RouteRule | None]:
     urlconf = getattr(request, "urlconf", None)
     language = translation.get_language_from_path(path) if settings.USE_I18N else None
     try:
-        with translation.override(language) if language else nullcontext():
+        # a path without a language prefix resolves in the default language, never in the
+        # one this thread last activated (LocaleMiddleware does not deactivate it)
+        if settings.USE_I18N:
+            resolving: Any = translation.override(language or settings.LANGUAGE_CODE)
+        else:
+            resolving = nullcontext()
+        with resolving:
             match = resolve(path, urlconf)
     except Resolver404:
         return None, None
