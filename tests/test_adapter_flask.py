@@ -36,6 +36,10 @@ def build_app(extension: FlaskGuard) -> Flask:
     def item(item_id: int) -> dict[str, int]:
         return {"item": item_id}
 
+    @app.get("/framed")
+    def framed() -> tuple[dict[str, str], dict[str, str]]:
+        return {"ok": "yes"}, {"x-frame-options": "SAMEORIGIN"}
+
     @app.get("/health")
     @exempt
     def health() -> dict[str, str]:
@@ -61,6 +65,14 @@ def make_client(
     yield make
     for extension in made:
         extension.close()
+
+
+def test_a_header_the_view_set_is_kept_and_the_others_added_once(make_client: Any) -> None:
+    client, _ = make_client()
+    response = client.get("/framed")
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert response.headers.getlist("X-Content-Type-Options") == ["nosniff"]
+    assert len(response.headers.getlist("RateLimit")) == 1
 
 
 def test_allowed_response_carries_headers(make_client: Any) -> None:
