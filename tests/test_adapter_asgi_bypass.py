@@ -25,7 +25,7 @@ with warnings.catch_warnings():  # Starlette's notice about its test client's HT
 
 from guard_core import rate_limit
 from guard_core.adapters._common import _warned
-from guard_core.adapters.asgi import GuardMiddleware, Message, buffer_body
+from guard_core.adapters.asgi import GuardMiddleware, Message, buffer_body, request_info
 from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
 from guard_core.testing import LocalRedisServer
@@ -106,19 +106,56 @@ def test_form_and_json_bodies_are_scanned(form: str, redis_server: LocalRedisSer
 
 
 def test_a_large_body_reaches_the_app_intact(redis_server: LocalRedisServer) -> None:
-    payload = b"<script>" + bytes(range(256)) * 8192  # 2 MiB; the payload is past the bound
+    binary = b"<script>" + bytes(range(256)) * 8192  # 2 MiB; the payload is past the bound
+    text = b"harmless text\n" * 100 + SCRIPT_FORM["comment"].encode() * 50_000
+    form_body = b"comment=" + b"x" * 4096 + b"&more=" + b"<script>" * 100_000
     with TestClient(added(redis_server, body_max_bytes=1024), client=CLIENT) as client:
-        response = client.post(
-            "/echo", content=payload[8:], headers={"content-type": "application/octet-stream"}
-        )
-        text = client.post(
-            "/echo", content=b"x" * 2048 + payload, headers={"content-type": "text/plain"}
-        )
-    assert response.json() == {
-        "sha256": hashlib.sha256(payload[8:]).hexdigest(),
-        "size": len(payload) - 8,
+        for kind, body in (
+            ("application/octet-stream", binary[8:]),  # read (binary: not scanned), replayed
+            ("text/plain", text),  # scanned up to the bound, then replayed and streamed on
+            ("application/x-www-form-urlencoded", form_body),
+        ):
+            response = client.post("/echo", content=body, headers={"content-type": kind})
+            digest = {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}
+            assert (kind, response.status_code, response.json()) == (kind, 200, digest)
+        caught = client.post("/echo", content=b"<script>" + text, headers={"content-type": "x/y"})
+    assert caught.status_code == 403  # the start of any text body is scanned
+
+
+def test_bodies_the_guard_once_took_as_unscanned(redis_server: LocalRedisServer) -> None:
+    form_type = "application/x-www-form-urlencoded"
+    script = f"comment={SCRIPT_FORM['comment']}".encode()
+    with TestClient(added(redis_server), client=CLIENT) as client:
+        # Starlette never decompresses a request body: the bytes as sent are what it parses
+        gzip = {"content-type": form_type, "content-encoding": "gzip"}
+        assert client.post("/echo", content=script, headers=gzip).status_code == 403
+        # a charset Python cannot decode with: scanned as UTF-8, never a 500
+        for charset in ("idna", "undefined", "punycode"):
+            kind = {"content-type": f"{form_type}; charset={charset}"}
+            assert client.post("/echo", content=script, headers=kind).status_code == 403
+        # Starlette parses by the first of two Content-Types, the scope joins them
+        twice = [("content-type", form_type), ("content-type", "text/x")]
+        assert client.post("/echo", content=script, headers=twice).status_code == 403
+        escaped = b'{"q": "\\u003cscript\\u003ealert(1)"}'
+        unknown = {"content-type": "application/octet-stream"}  # Flask's get_json(force=True)
+        assert client.post("/echo", content=escaped, headers=unknown).status_code == 403
+        harmless = [("content-type", "text/x"), ("content-type", form_type)]
+        assert client.post("/echo", content=b"a=1", headers=harmless).status_code == 200
+
+
+def test_the_first_content_type_is_the_one_checked() -> None:
+    scope = {
+        "type": "http",
+        "headers": [
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"Content-Type", b"text/x"),
+            (b"x-other", b"1"),
+            (b"x-other", b"2"),
+        ],
     }
-    assert text.json()["size"] == 2048 + len(payload)  # past the bound: not scanned, intact
+    headers = request_info(scope).headers
+    assert headers["content-type"] == "application/x-www-form-urlencoded"
+    assert headers["x-other"] == "1, 2"
 
 
 @pytest.mark.anyio
@@ -185,12 +222,16 @@ def test_a_banned_client_behind_a_proxy_cannot_pad_the_chain(
         guard = guard or _guard_of(client)
         assert client.portal is not None
         client.portal.call(guard.ip_bans.ban_ip, banned, 60)
-        for chain in (
-            banned,
-            ", ".join(["192.0.2.1"] * 999 + [banned]),
-            "192.0.2.1 " * 900 + ", " + banned,
+        for chain, reason in (
+            (banned, "IP banned"),
+            (", ".join(["192.0.2.1"] * 30 + [banned]), "IP banned"),  # padded, under the bound
+            (", ".join(["192.0.2.1"] * 999 + [banned]), "forwarding chain too long"),
+            ("192.0.2.1 " * 900 + ", " + banned, "forwarding chain too long"),
         ):
-            assert client.get("/limited", headers={"x-forwarded-for": chain}).status_code == 403
+            response = client.get("/limited", headers={"x-forwarded-for": chain})
+            assert (response.status_code, response.json()) == (403, {"detail": reason})
+        padded = ", ".join(["192.0.2.1"] * 30 + ["192.0.2.9"])
+        assert client.get("/limited", headers={"x-forwarded-for": padded}).status_code == 200
         forged = {"forwarded": "for=192.0.2.1", "x-forwarded-for": banned}
         assert client.get("/limited", headers=forged).status_code == 403
         assert client.get("/limited", headers={"x-forwarded-for": "192.0.2.1"}).status_code == 200

@@ -176,6 +176,9 @@ def request_info(scope: Scope, *, app: Any = None, body: bytes = b"") -> Request
     headers = lower_headers(
         (name.decode("latin-1"), value.decode("latin-1")) for name, value in raw_headers
     )
+    content_types = [value for name, value in raw_headers if name.lower() == b"content-type"]
+    if content_types:  # Starlette parses the body by the first one, not the joined values
+        headers["content-type"] = content_types[0].decode("latin-1")
     route, endpoint = match_route(scope, app)
     query = scope.get("query_string", b"")
     return RequestInfo(

@@ -360,10 +360,10 @@ def test_body_payloads_are_blocked(
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [
-        (b"<script>alert(1)</script>", "image/png"),
-        (b"<script>alert(1)</script>", "application/octet-stream"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00<script>alert(1)</script>", "image/png"),  # binary
+        (b"\xff\xfe\xfd<script>alert(1)</script>", "application/octet-stream"),  # not UTF-8
         (multipart(("upload", "a.html", "text/html", b"<script>alert(1)</script>")), None),
-        (multipart(("blob", None, "application/octet-stream", b"<script>x</script>")), None),
+        (multipart(("blob", "b.bin", "application/octet-stream", b"<script>x</script>")), None),
         (b"comment=hello+world&id=42", "application/x-www-form-urlencoded"),
         (b'{"name": "O\'Brien", "count": 3}', "application/json"),
     ],
