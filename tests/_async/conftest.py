@@ -9,8 +9,11 @@ import fakeredis
 import pytest
 import redis
 
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core.guard import Guard
 from guard_core.handlers.redis_handler import RedisManager
 from guard_core.models import SecurityConfig
+from guard_core.request_check import RequestCheck
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import REAL_TOPOLOGIES, Backend, ClusterInspect, StateEnv
 from tests.support.topologies import LocalRedisCluster, LocalRedisSentinel
@@ -139,3 +142,20 @@ async def private_env(private_server: LocalRedisServer) -> AsyncIterator[StateEn
     yield StateEnv(mode="redis", config=config, redis=manager, inspect=inspect)
     await manager.close()
     inspect.close()
+
+
+@pytest.fixture
+async def make_check(backend: Backend) -> AsyncIterator[Callable[..., RequestCheck]]:
+    """Build checks over guards on the backend (one guard per call: instances of an app)."""
+    guards: list[Guard] = []
+
+    async def make(**settings: Any) -> RequestCheck:
+        config = SecurityConfig(redis_url=backend.url, rate_limit=1000)
+        guard = Guard(config, client_factory=backend.client_factory)
+        await guard.start()
+        guards.append(guard)
+        return RequestCheck(guard, CheckSettings(**settings))
+
+    yield make  # type: ignore[misc,unused-ignore]
+    for guard in guards:
+        await guard.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,23 +45,6 @@ def request(
         route=route if route is not None else path,
         **fields,
     )
-
-
-@pytest.fixture
-async def make_check(backend: Backend) -> AsyncIterator[Callable[..., RequestCheck]]:
-    """Build checks over guards on the backend (one guard per call: instances of an app)."""
-    guards: list[Guard] = []
-
-    async def make(**settings: Any) -> RequestCheck:
-        config = SecurityConfig(redis_url=backend.url, rate_limit=1000)
-        guard = Guard(config, client_factory=backend.client_factory)
-        await guard.start()
-        guards.append(guard)
-        return RequestCheck(guard, CheckSettings(**settings))
-
-    yield make  # type: ignore[misc,unused-ignore]
-    for guard in guards:
-        await guard.close()
 
 
 async def test_allowed_request_gets_security_and_ratelimit_headers(make_check: Any) -> None:

@@ -4,7 +4,6 @@ that counts attacks rather than 429s (both faces, on fakeredis and a real redis-
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -12,10 +11,6 @@ import pytest
 from guard_core._shared.policy.check_settings import CheckSettings
 from guard_core._shared.policy.rate_limit_rules import make_rule
 from guard_core._shared.policy.request_model import RequestInfo
-from guard_core.guard import Guard
-from guard_core.models import SecurityConfig
-from guard_core.request_check import RequestCheck
-from tests.support.backends import Backend
 
 pytestmark = pytest.mark.anyio
 
@@ -33,22 +28,6 @@ def request(
     return RequestInfo(
         peer=peer, method="GET", path=path, query=query, headers=headers or {}, **fields
     )
-
-
-@pytest.fixture
-async def make_check(backend: Backend) -> AsyncIterator[Callable[..., RequestCheck]]:
-    guards: list[Guard] = []
-
-    async def make(**settings: Any) -> RequestCheck:
-        config = SecurityConfig(redis_url=backend.url, rate_limit=1000)
-        guard = Guard(config, client_factory=backend.client_factory)
-        await guard.start()
-        guards.append(guard)
-        return RequestCheck(guard, CheckSettings(**settings))
-
-    yield make  # type: ignore[misc,unused-ignore]
-    for guard in guards:
-        await guard.close()
 
 
 async def test_deny_list_refuses_its_clients_and_no_one_else(make_check: Any) -> None:

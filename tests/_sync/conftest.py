@@ -11,8 +11,11 @@ import fakeredis
 import pytest
 import redis
 
+from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core_sync.guard import Guard
 from guard_core_sync.handlers.redis_handler import RedisManager
 from guard_core.models import SecurityConfig
+from guard_core_sync.request_check import RequestCheck
 from guard_core.testing import LocalRedisServer
 from tests.support.backends import REAL_TOPOLOGIES, Backend, ClusterInspect, StateEnv
 from tests.support.topologies import LocalRedisCluster, LocalRedisSentinel
@@ -141,3 +144,20 @@ def private_env(private_server: LocalRedisServer) -> Iterator[StateEnv]:
     yield StateEnv(mode="redis", config=config, redis=manager, inspect=inspect)
     manager.close()
     inspect.close()
+
+
+@pytest.fixture
+def make_check(backend: Backend) -> Iterator[Callable[..., RequestCheck]]:
+    """Build checks over guards on the backend (one guard per call: instances of an app)."""
+    guards: list[Guard] = []
+
+    def make(**settings: Any) -> RequestCheck:
+        config = SecurityConfig(redis_url=backend.url, rate_limit=1000)
+        guard = Guard(config, client_factory=backend.client_factory)
+        guard.start()
+        guards.append(guard)
+        return RequestCheck(guard, CheckSettings(**settings))
+
+    yield make  # type: ignore[misc,unused-ignore]
+    for guard in guards:
+        guard.close()

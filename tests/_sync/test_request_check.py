@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,23 +47,6 @@ def request(
         route=route if route is not None else path,
         **fields,
     )
-
-
-@pytest.fixture
-def make_check(backend: Backend) -> Iterator[Callable[..., RequestCheck]]:
-    """Build checks over guards on the backend (one guard per call: instances of an app)."""
-    guards: list[Guard] = []
-
-    def make(**settings: Any) -> RequestCheck:
-        config = SecurityConfig(redis_url=backend.url, rate_limit=1000)
-        guard = Guard(config, client_factory=backend.client_factory)
-        guard.start()
-        guards.append(guard)
-        return RequestCheck(guard, CheckSettings(**settings))
-
-    yield make  # type: ignore[misc,unused-ignore]
-    for guard in guards:
-        guard.close()
 
 
 def test_allowed_request_gets_security_and_ratelimit_headers(make_check: Any) -> None:

@@ -6,7 +6,6 @@ that counts attacks rather than 429s (both faces, on fakeredis and a real redis-
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Callable
 from typing import Any
 
 import pytest
@@ -14,10 +13,6 @@ import pytest
 from guard_core._shared.policy.check_settings import CheckSettings
 from guard_core._shared.policy.rate_limit_rules import make_rule
 from guard_core._shared.policy.request_model import RequestInfo
-from guard_core_sync.guard import Guard
-from guard_core.models import SecurityConfig
-from guard_core_sync.request_check import RequestCheck
-from tests.support.backends import Backend
 
 pytestmark = pytest.mark.sync
 
@@ -35,22 +30,6 @@ def request(
     return RequestInfo(
         peer=peer, method="GET", path=path, query=query, headers=headers or {}, **fields
     )
-
-
-@pytest.fixture
-def make_check(backend: Backend) -> Iterator[Callable[..., RequestCheck]]:
-    guards: list[Guard] = []
-
-    def make(**settings: Any) -> RequestCheck:
-        config = SecurityConfig(redis_url=backend.url, rate_limit=1000)
-        guard = Guard(config, client_factory=backend.client_factory)
-        guard.start()
-        guards.append(guard)
-        return RequestCheck(guard, CheckSettings(**settings))
-
-    yield make  # type: ignore[misc,unused-ignore]
-    for guard in guards:
-        guard.close()
 
 
 def test_deny_list_refuses_its_clients_and_no_one_else(make_check: Any) -> None:
