@@ -110,6 +110,13 @@ class ReplayStream:
                 break
         return lines
 
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        """Never: what was read is given back once, in order (newer Djangos ask)."""
+        return False
+
     def __iter__(self) -> ReplayStream:
         return self
 
