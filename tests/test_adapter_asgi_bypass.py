@@ -159,6 +159,47 @@ def test_the_first_content_type_is_the_one_checked() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(("version", "read_by_guard"), [("1.1", False), ("2", True)])
+async def test_a_request_without_a_body_is_not_read_over_http1(
+    version: str, read_by_guard: bool
+) -> None:
+    calls: list[str] = []
+    first: Message = {"type": "http.request", "body": b"", "more_body": False}
+
+    async def receive() -> Message:
+        calls.append("receive")
+        return first
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls.append("app")
+        assert await receive() == first  # whoever read it first, the app gets the message
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    guard = GuardMiddleware(app, config=SecurityConfig(enable_redis=False))
+    scope = {
+        "type": "http",
+        "http_version": version,
+        "method": "GET",
+        "path": "/",
+        "query_string": b"",
+        "headers": [],
+        "client": ("203.0.113.9", 1234),
+    }
+    try:
+        await guard(scope, receive, send)
+    finally:
+        await guard.guard.close()
+    assert calls == (["receive", "app"] if read_by_guard else ["app", "receive"])
+    assert sent[0]["status"] == 200
+
+
+@pytest.mark.anyio
 async def test_buffered_messages_are_replayed_in_order() -> None:
     sent: list[Message] = [
         {"type": "http.request", "body": b"a=1&", "more_body": True},

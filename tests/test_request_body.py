@@ -55,6 +55,15 @@ def test_content_encoding_does_not_turn_scanning_off() -> None:
     assert not wants_body({"content-type": FORM}, 1024, enabled=False)
 
 
+def test_an_http1_request_without_length_or_transfer_coding_has_no_body_to_read() -> None:
+    assert not wants_body({}, 1024, http1=True)  # a plain GET: nothing is read
+    assert not wants_body({"content-length": "0"}, 1024, http1=True)
+    assert wants_body({"content-length": "12"}, 1024, http1=True)
+    assert wants_body({"transfer-encoding": "chunked"}, 1024, http1=True)
+    # HTTP/2 and unknown protocols: a body needs neither header, so it is read
+    assert wants_body({}, 1024)
+
+
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [

@@ -154,6 +154,11 @@ def body_length(environ: Mapping[str, Any]) -> int | None:
     return length if length >= 0 else None
 
 
+def is_http1(environ: Mapping[str, Any]) -> bool:
+    """Whether a WSGI request came over HTTP/1.x (`SERVER_PROTOCOL`)."""
+    return str(environ.get("SERVER_PROTOCOL", "")).upper() in ("HTTP/1.0", "HTTP/1.1")
+
+
 def read_wsgi_body(
     environ: dict[str, Any], headers: Mapping[str, str], settings: CheckSettings
 ) -> bytes:
@@ -161,7 +166,12 @@ def read_wsgi_body(
     that gives the application the whole body (CONTENT_LENGTH stays right: the bytes are
     the same). A body of unknown length is read only when the server says its input ends
     (`wsgi.input_terminated`, a chunked body); otherwise no WSGI application reads it."""
-    if not wants_body(headers, settings.body_max_bytes, enabled=settings.detect_patterns):
+    if not wants_body(
+        headers,
+        settings.body_max_bytes,
+        enabled=settings.detect_patterns,
+        http1=is_http1(environ),
+    ):
         return b""
     stream = environ.get("wsgi.input")
     if stream is None:

@@ -102,16 +102,17 @@ def environ_request(
     rule: Any = None,
     user: str | None = None,
     body: bytes = b"",
+    headers: dict[str, str] | None = None,
 ) -> RequestInfo:
     """The request check's view of a WSGI environ (Flask's `request.environ`, Django's
-    `request.META`)."""
+    `request.META`); `headers`: its `environ_headers`, when the caller has them already."""
     peer = environ.get("REMOTE_ADDR")
     return RequestInfo(
         peer=str(peer) if peer else None,
         method=str(environ.get("REQUEST_METHOD", "GET")),
         path=_wsgi_text(environ.get("PATH_INFO", "/")) or "/",
         query=_wsgi_text(environ.get("QUERY_STRING", "")),
-        headers=environ_headers(environ),
+        headers=environ_headers(environ) if headers is None else headers,
         route=route,
         rule=rule,
         user=user,

@@ -46,6 +46,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+#: ASGI `http_version` values of HTTP/1.x (a missing one means 1.1).
+_HTTP1 = ("1.0", "1.1")
+
+
 class GuardMiddleware:
     """Checks every HTTP request and WebSocket connection before the application sees it.
 
@@ -96,7 +100,10 @@ class GuardMiddleware:
                 "it after GuardMiddleware, or list it first in middleware=[...]).",
             )
         if kind == "http" and wants_body(
-            info.headers, settings.body_max_bytes, enabled=settings.detect_patterns
+            info.headers,
+            settings.body_max_bytes,
+            enabled=settings.detect_patterns,
+            http1=scope.get("http_version", "1.1") in _HTTP1,
         ):
             body, receive = await buffer_body(receive, settings.body_max_bytes)
             info = replace(info, body=body)

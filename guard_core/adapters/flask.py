@@ -111,7 +111,7 @@ class FlaskGuard:
         return None
 
     @staticmethod
-    def _body(environ: dict[str, Any], settings: CheckSettings) -> bytes:
+    def _body(environ: dict[str, Any], headers: dict[str, str], settings: CheckSettings) -> bytes:
         """The start of the body for the check. Read by something that ran before the
         guard: its cached data when it kept them (`get_data(cache=True)`); else nothing is
         left to scan, said once (register FlaskGuard before what reads the body)."""
@@ -128,7 +128,7 @@ class FlaskGuard:
             return b""
         if "stream" in state:
             del state["stream"]  # read again from the replayed input
-        return read_wsgi_body(environ, environ_headers(environ), settings)
+        return read_wsgi_body(environ, headers, settings)
 
     def _before_request(self) -> Any:
         rule = request.url_rule
@@ -136,13 +136,15 @@ class FlaskGuard:
         route_rule = rule_of(view) if view is not None else None
         check = self.process.check()
         environ = request.environ
-        body = self._body(environ, check.settings)
+        headers = environ_headers(environ)
+        body = self._body(environ, headers, check.settings)
         info = environ_request(
             environ,
             route=rule.rule if rule is not None else None,
             rule=route_rule,
             user=self._user() if wants_user(check.settings, route_rule) else None,
             body=body,
+            headers=headers,
         )
         decision = check.check(info)
         g.guard_decision = decision

@@ -117,12 +117,19 @@ def _is_text(kind: str) -> bool:
     )
 
 
-def wants_body(headers: Mapping[str, str], max_bytes: int, *, enabled: bool = True) -> bool:
+def wants_body(
+    headers: Mapping[str, str], max_bytes: int, *, enabled: bool = True, http1: bool = False
+) -> bool:
     """Whether an adapter should read the body (lower-case `headers`): scanning is on and a
-    body may come (whatever its type or `Content-Encoding`: the bytes decide)."""
+    body may come (whatever its type or `Content-Encoding`: the bytes decide). Over HTTP/1.x
+    (`http1`) a request with neither `Content-Length` nor `Transfer-Encoding` has no body
+    (RFC 9112, 6.3), so a plain GET is not read; over HTTP/2 a body needs neither."""
     if not enabled or max_bytes <= 0:
         return False
-    return headers.get("content-length", "").strip() != "0"
+    length = headers.get("content-length")
+    if length is not None:
+        return length.strip() != "0"
+    return not http1 or "transfer-encoding" in headers
 
 
 def _codec(charset: str) -> str | None:

@@ -46,7 +46,15 @@ from guard_core._shared.policy.request_model import Decision
 from guard_core.models import SecurityConfig
 from guard_core_sync.guard import Guard
 
-from .._common import ReplayStream, body_length, call_on_block, read_head, wants_user, warn_once
+from .._common import (
+    ReplayStream,
+    body_length,
+    call_on_block,
+    is_http1,
+    read_head,
+    wants_user,
+    warn_once,
+)
 from .._process import ProcessGuard, environ_headers, environ_request
 from .routes import route_of
 
@@ -146,12 +154,15 @@ class GuardMiddleware:
                 )
             elif getattr(account, "is_authenticated", False):
                 user = str(account.pk)
+        headers = environ_headers(request.META)
         try:
-            body = _read_body(request, check.settings)
+            body = _read_body(request, headers, check.settings)
         except UnreadablePostError as exc:  # the client went away while sending it
             raise BadRequest("request body could not be read") from exc
         decision = check.check(
-            environ_request(request.META, route=route, rule=rule, user=user, body=body)
+            environ_request(
+                request.META, route=route, rule=rule, user=user, body=body, headers=headers
+            )
         )
         if not decision.allowed:
             custom = call_on_block(_on_block, decision)
@@ -200,11 +211,12 @@ def _check_order() -> None:
         )
 
 
-def _read_body(request: HttpRequest, settings: CheckSettings) -> bytes:
+def _read_body(request: HttpRequest, headers: dict[str, str], settings: CheckSettings) -> bytes:
     """The start of the body for the check, the view still getting all of it."""
     meta = request.META
-    headers = environ_headers(meta)
-    if not wants_body(headers, settings.body_max_bytes, enabled=settings.detect_patterns):
+    if not wants_body(
+        headers, settings.body_max_bytes, enabled=settings.detect_patterns, http1=is_http1(meta)
+    ):
         return b""
     if hasattr(request, "_body"):  # read already (another middleware)
         return bytes(request.body[: settings.body_max_bytes])
