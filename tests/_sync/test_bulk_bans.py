@@ -237,3 +237,32 @@ def test_records_of_older_layouts_still_decode() -> None:
     assert oldest is not None and oldest.by == "" and oldest.banned_at == 0.0
     odd = decode_ban("203.0.113.5", json.dumps({"expires_at": now + 60, "by": 7}), now)
     assert odd is not None and odd.by == ""
+
+
+def test_redis_gone_in_the_middle_of_a_bulk_write_leaves_the_rest_unwritten(
+    private_server: LocalRedisServer,
+) -> None:
+    config = SecurityConfig(
+        redis_url=private_server.url,
+        redis_connect_timeout=0.3,
+        redis_socket_timeout=0.3,
+    )
+    listed = addresses(60)
+    rounds: list[int] = []
+
+    def kill_after_the_first_round(done: int) -> None:
+        if not rounds:
+            private_server.stop()  # gone before the next round of batches
+        rounds.append(done)
+
+    with Guard(config) as guard:
+        entries: list[tuple[str, int | None, str]] = [(a, 600, "listed") for a in listed]
+        done = guard.ip_bans.ban_many(
+            entries, batch_size=10, progress=kill_after_the_first_round
+        )
+        assert rounds == [20]  # two batches in flight per round: the first round was taken
+        assert (done.taken, done.unwritten) == (20, 40)
+        assert done.taken + done.superseded + done.unwritten == len(listed)
+        # the bans taken before the outage are enforced during it, from the mirror
+        assert guard.ip_bans.is_ip_banned(listed[0]) is True
+        assert guard.ip_bans.is_ip_banned(listed[59]) is False

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import redis
 
+from guard_core._shared.concurrency import sleep
 from guard_core._shared.storage.lua_scripts import WINDOW_MERGE
 from guard_core_sync.guard import Guard
 from guard_core.models import SecurityConfig
@@ -236,3 +237,27 @@ def test_outage_hits_are_written_once_however_often(private_server: LocalRedisSe
         assert window_size(private_server, "rate_limit:rate:merged") == 3
         assert (guard.rate_limiter.check("merged", limit=4, window=WINDOW)).allowed
         assert not (guard.rate_limiter.check("merged", limit=4, window=WINDOW)).allowed
+
+
+@pytest.mark.sync
+def test_a_costly_request_takes_that_many_of_the_share_and_is_written_back_so(
+    private_server: LocalRedisServer,
+) -> None:
+    config = SecurityConfig(**instance_config(private_server))
+    with Guard(config) as guard:
+        kill(private_server)  # the first check finds Redis gone and counts in the share
+        results = [
+            guard.rate_limiter.check("costly", limit=10, window=WINDOW, cost=3)
+            for _ in range(4)
+        ]
+        assert [r.allowed for r in results] == [True, True, True, False]  # 9 of 10 used
+        private_server.start()  # empty: only what this instance counted meanwhile
+        deadline = time.monotonic() + 30
+        while window_size(private_server, "rate_limit:rate:costly") < 9:
+            assert time.monotonic() < deadline, "the 9 outage hits were not written back"
+            sleep(0.05)
+        assert window_size(private_server, "rate_limit:rate:costly") == 9
+        assert not (
+            guard.rate_limiter.check("costly", limit=10, window=WINDOW, cost=2)
+        ).allowed
+        assert (guard.rate_limiter.check("costly", limit=10, window=WINDOW)).allowed
