@@ -256,6 +256,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--only", default=",".join(FRAMEWORKS))
+    parser.add_argument(
+        "--variant",
+        default="ours",
+        choices=("ours", "ours_lease"),
+        help="ours as the bench's row of that variant (ours_lease: leases on)",
+    )
     parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -266,14 +272,15 @@ def main() -> None:
         for framework in args.only.split(","):
             best: dict[str, tuple[float, float]] = {}
             for variant in ("bare", "ours", "bare", "ours"):  # alternating, the best kept
-                output = run_child(framework, variant, server.url, args.requests, False)
+                which = args.variant if variant == "ours" else variant
+                output = run_child(framework, which, server.url, args.requests, False)
                 wall, cpu = (float(x) for x in output.split("RESULT ")[1].split())
                 best[variant] = min((wall, cpu), best.get(variant, (wall, cpu)))
             (bare, bare_cpu), (ours, ours_cpu) = best["bare"], best["ours"]
             print(f"\n## {framework}: per request, bare {bare:.1f} µs ({bare_cpu:.1f} µs CPU), "
                   f"ours {ours:.1f} µs ({ours_cpu:.1f} µs CPU): +{ours - bare:.1f} µs "
                   f"(+{ours_cpu - bare_cpu:.1f} µs CPU)")  # fmt: skip
-            print(run_child(framework, "ours", server.url, args.requests, True))
+            print(run_child(framework, args.variant, server.url, args.requests, True))
 
 
 if __name__ == "__main__":

@@ -104,6 +104,12 @@ class SecurityConfig:
     #: that split a limit during an outage (heartbeats go out every
     #: `redis_journal_flush_interval` seconds while Redis answers).
     rate_limit_member_timeout: float = 10.0
+    #: Local quota leases (`guard_core._shared.storage.window_leases`): an instance that keeps
+    #: hitting one key records up to this share of its limit in Redis at once and admits
+    #: from it in memory for up to this share of the window, instead of one round trip per
+    #: hit. Over-admission is bounded by this share of the limit per instance; limits below
+    #: 2 / share are never leased. 0 sends every hit to Redis.
+    rate_limit_lease: float = 0.0
 
     # -- IP bans ------------------------------------------------------------------------
     #: Ban length used when a caller gives none, in seconds.
@@ -167,6 +173,11 @@ class SecurityConfig:
         ):
             _require_number(name, getattr(self, name), minimum=0, allow_zero=False)
         _require_int("rate_limit", self.rate_limit, low=1, high=10_000_000)
+        _require_number("rate_limit_lease", self.rate_limit_lease, minimum=0, allow_zero=True)
+        if self.rate_limit_lease > 0.5:
+            raise ValueError(
+                f"rate_limit_lease must be at most 0.5 (got {self.rate_limit_lease!r})"
+            )
         if self.rate_limit_outage_policy not in OUTAGE_POLICIES:
             raise ValueError(
                 f"rate_limit_outage_policy must be one of {', '.join(OUTAGE_POLICIES)}"

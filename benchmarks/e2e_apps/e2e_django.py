@@ -17,18 +17,20 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 VARIANT = os.environ.get("E2E_VARIANT", "bare")
+#: "ours_lease": ours with local quota leases (1 % of the limit per lease)
+LEASE = 0.01 if VARIANT == "ours_lease" else 0.0
 REDIS_URL = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/0")
 LIMIT = "1000000/m"
 
 options: dict[str, Any] = {"MIDDLEWARE": []}
-if VARIANT == "ours":
+if VARIANT in ("ours", "ours_lease"):
     from guard_core import SecurityConfig
 
     options = {
         "INSTALLED_APPS": ["guard_core.adapters.django.GuardCoreConfig"],
         "MIDDLEWARE": ["guard_core.adapters.django.GuardMiddleware"],
         "GUARD_CORE": {
-            "config": SecurityConfig(redis_url=REDIS_URL),
+            "config": SecurityConfig(redis_url=REDIS_URL, rate_limit_lease=LEASE),
             "default_limits": "1000000/minute",
         },
     }

@@ -12,6 +12,8 @@ from typing import Any
 from fastapi import FastAPI
 
 VARIANT = os.environ.get("E2E_VARIANT", "bare")
+#: "ours_lease": ours with local quota leases (1 % of the limit per lease)
+LEASE = 0.01 if VARIANT == "ours_lease" else 0.0
 REDIS_URL = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/0")
 COUNT, PER = 1_000_000, "minute"
 LIMIT = f"{COUNT}/{PER}"
@@ -24,14 +26,14 @@ async def item(item_id: int, q: str = "", page: int = 1) -> dict[str, Any]:
     return {"item": item_id, "q": q, "page": page}
 
 
-if VARIANT == "ours":
+if VARIANT in ("ours", "ours_lease"):
     from guard_core import SecurityConfig
     from guard_core.adapters.asgi import GuardMiddleware
 
     # the defaults: ban check, patterns on path and query, rate-limit and security headers
     app.add_middleware(
         GuardMiddleware,  # type: ignore[arg-type]  # Starlette's protocol is stricter than ASGI
-        config=SecurityConfig(redis_url=REDIS_URL),
+        config=SecurityConfig(redis_url=REDIS_URL, rate_limit_lease=LEASE),
         default_limits=LIMIT,
     )
 elif VARIANT == "slowapi":

@@ -12,6 +12,8 @@ from typing import Any
 from flask import Flask, request
 
 VARIANT = os.environ.get("E2E_VARIANT", "bare")
+#: "ours_lease": ours with local quota leases (1 % of the limit per lease)
+LEASE = 0.01 if VARIANT == "ours_lease" else 0.0
 REDIS_URL = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/0")
 LIMIT = "1000000/minute"
 
@@ -23,11 +25,15 @@ def item(item_id: int) -> dict[str, Any]:
     return {"item": item_id, "q": request.args.get("q", ""), "page": request.args.get("page")}
 
 
-if VARIANT == "ours":
+if VARIANT in ("ours", "ours_lease"):
     from guard_core import SecurityConfig
     from guard_core.adapters.flask import FlaskGuard
 
-    FlaskGuard(app, config=SecurityConfig(redis_url=REDIS_URL), default_limits=LIMIT)
+    FlaskGuard(
+        app,
+        config=SecurityConfig(redis_url=REDIS_URL, rate_limit_lease=LEASE),
+        default_limits=LIMIT,
+    )
 elif VARIANT == "flask_limiter":
     from flask_limiter import Limiter
     from flask_limiter.util import get_remote_address

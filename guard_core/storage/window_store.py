@@ -15,6 +15,7 @@ from guard_core._shared.keys import BEHAVIOR_USAGE, RATE_LIMIT
 from guard_core._shared.storage.memory_windows import MemorySlidingWindow, WindowResult, next_hit_id
 from guard_core._shared.storage.outage_windows import DENY, LOCAL, denied
 from guard_core._shared.storage.outcomes import Unavailable
+from guard_core._shared.storage.window_leases import WindowLeases
 from guard_core.models import SecurityConfig
 
 from ..connection.manager import RedisManager
@@ -51,6 +52,9 @@ class SlidingWindowStore:
         self._warm_up = self._policy != LOCAL
         self._share = self._store.outage
         self._warm = self._share.windows(namespace, max_keys)
+        fraction = config.rate_limit_lease
+        #: Local quota leases of limiting hits (None: every hit goes to Redis).
+        self.leases = WindowLeases(fraction, max_keys) if fraction > 0 and self.shared else None
 
     @property
     def evictions(self) -> int:
@@ -66,6 +70,11 @@ class SlidingWindowStore:
             store = self._store
             if store.sync_due:
                 await store.sync()
+            leases = self.leases
+            if leases is not None and not record_always and leases.leasable(limit):
+                leased = await self._leased(leases, key, limit, window, cost)
+                if leased is not None:
+                    return leased
             hit_id = next_hit_id()  # one id for the hit, whichever window counts it
             shared = await self._windows.hit(
                 self._namespace,
@@ -95,9 +104,34 @@ class SlidingWindowStore:
                 )
         return self.memory.hit(key, limit, window, record_always=record_always, cost=cost)
 
+    async def _leased(
+        self, leases: WindowLeases, key: str, limit: int, window: float, cost: int
+    ) -> WindowResult | None:
+        """A limiting hit admitted from a lease (taken now if due), or None: sent alone."""
+        spent = leases.spend(key, limit, window, cost)
+        if spent is not None:
+            return spent
+        size = leases.claim(key, limit, window, cost)
+        if not size:
+            return None
+        try:
+            reply = await self._windows.lease(self._namespace, key, limit, window, size, cost)
+        except BaseException:
+            leases.failed(key)
+            raise
+        if isinstance(reply, Unavailable):
+            leases.failed(key)
+            return None
+        result, granted = reply
+        if self._warm_up:
+            self._warm.seen(key, result.count)
+        return leases.granted(key, limit, window, cost, granted, result)
+
     async def reset(self, key: str) -> None:
         """Forget a key's hits, in memory and in Redis (written back after an outage)."""
         self.memory.reset(key)
+        if self.leases is not None:
+            self.leases.forget(key)
         self._warm.reset(key)
         if self.shared:
             self._share.forget(self._namespace, key)

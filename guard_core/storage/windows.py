@@ -64,6 +64,23 @@ class WindowStorage:
             WindowResult, (bool(allowed), int(count), reset_ms / 1000 if reset_ms > 0 else 0.0)
         )
 
+    async def lease(
+        self, namespace: str, key: str, limit: int, window: float, size: int, cost: int
+    ) -> tuple[WindowResult, int] | Unavailable:
+        """Record a lease of up to `size` hits in a shared window (as many as still fit, when
+        that is at least `cost`, the hit's own); the window's state and the hits granted."""
+        window_ms = round(window * 1000)
+        args = (limit, window_ms if window_ms > 1 else 1, next_hit_id(), "0", size, cost)
+        reply = await self._store.script(SLIDING_WINDOW, ((namespace, key),), args)
+        if isinstance(reply, Unavailable):
+            return UNAVAILABLE
+        allowed, count, reset_ms, granted = reply
+        reset_ms = int(reset_ms)
+        result = _window_result(
+            WindowResult, (bool(allowed), int(count), reset_ms / 1000 if reset_ms > 0 else 0.0)
+        )
+        return result, int(granted)
+
     def reset_change(self, namespace: str, key: str) -> Change:
         """The journal change resetting the window `{namespace}:{key}`."""
         now = time.time()

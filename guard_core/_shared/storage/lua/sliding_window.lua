@@ -6,7 +6,10 @@
 --          ARGV[3], ARGV[3].."/1", ... ARGV[3].."/"..(n-1))
 -- ARGV[4]  "1": record every hit (tracking); "0": record only admitted hits (limiting)
 -- ARGV[5]  cost: hits this request counts for (absent: 1)
--- Returns {allowed (1|0), hits in the window, milliseconds until the oldest hit leaves it}.
+-- ARGV[6]  a lease (see `window_leases`): the fewest hits to grant; ARGV[5] hits are asked
+--          for and as many as still fit are granted, when that is at least ARGV[6]
+-- Returns {allowed (1|0), hits in the window, milliseconds until the oldest hit leaves it},
+-- and for a lease the hits granted (recorded) as a fourth element.
 -- Time comes from the server, so every instance shares one clock.
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
@@ -20,6 +23,11 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call("ZREMRANGEBYSCORE", key, "-inf", now - window)
 local count = redis.call("ZCARD", key)
 local allowed = count + cost <= limit
+local lease = ARGV[6]
+if lease and not allowed and limit - count >= tonumber(lease) then
+    cost = limit - count
+    allowed = true
+end
 if allowed or record_always then
     if cost == 1 then
         redis.call("ZADD", key, now, ARGV[3])
@@ -44,5 +52,8 @@ local reset_after = 0
 local oldest = redis.call("ZRANGE", key, 0, 0, "WITHSCORES")
 if oldest[2] then
     reset_after = tonumber(oldest[2]) + window - now
+end
+if lease then
+    return {allowed and 1 or 0, count, reset_after, allowed and cost or 0}
 end
 return {allowed and 1 or 0, count, reset_after}
