@@ -73,24 +73,24 @@ class Row:
 
     @property
     def ours(self) -> bool:
-        return self.variant in ("ours", "ours_lease")
+        return self.variant in ("ours", "ours_nolease")
 
 
 ROWS = (
     Row("FastAPI", "bare", "bare"),
     Row("FastAPI", "ours", "ours"),
-    Row("FastAPI", "ours, leases", "ours_lease"),
+    Row("FastAPI", "ours, no leases", "ours_nolease"),
     Row("FastAPI", "slowapi", "slowapi", "slowapi", ("fastapi", "uvicorn", "slowapi", "redis")),
     Row("FastAPI", "fastapi-guard", "fastapi_guard", "fastapi-guard",
         ("fastapi", "uvicorn", "fastapi-guard")),
     Row("Flask", "bare", "bare"),
     Row("Flask", "ours", "ours"),
-    Row("Flask", "ours, leases", "ours_lease"),
+    Row("Flask", "ours, no leases", "ours_nolease"),
     Row("Flask", "Flask-Limiter", "flask_limiter", "flask-limiter",
         ("flask", "gunicorn", "flask-limiter[redis]")),
     Row("Django", "bare", "bare"),
     Row("Django", "ours", "ours"),
-    Row("Django", "ours, leases", "ours_lease"),
+    Row("Django", "ours, no leases", "ours_nolease"),
     Row("Django", "django-ratelimit", "django_ratelimit", "django-ratelimit",
         ("django", "gunicorn", "django-ratelimit", "redis")),
 )  # fmt: skip

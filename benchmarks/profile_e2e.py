@@ -259,8 +259,8 @@ def main() -> None:
     parser.add_argument(
         "--variant",
         default="ours",
-        choices=("ours", "ours_lease"),
-        help="ours as the bench's row of that variant (ours_lease: leases on)",
+        choices=("ours", "ours_nolease"),
+        help="ours as in the bench row of that variant (ours_nolease: leases off)",
     )
     parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)

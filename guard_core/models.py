@@ -108,8 +108,8 @@ class SecurityConfig:
     #: hitting one key records up to this share of its limit in Redis at once and admits
     #: from it in memory for up to this share of the window, instead of one round trip per
     #: hit. Over-admission is bounded by this share of the limit per instance; limits below
-    #: 2 / share are never leased. 0 sends every hit to Redis.
-    rate_limit_lease: float = 0.0
+    #: 2 / share (200 at the default 1 %) are never leased. 0 sends every hit to Redis.
+    rate_limit_lease: float = 0.01
 
     # -- IP bans ------------------------------------------------------------------------
     #: Ban length used when a caller gives none, in seconds.

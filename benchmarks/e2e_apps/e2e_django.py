@@ -1,8 +1,8 @@
 """The Django app of bench_e2e.py: `gunicorn e2e_django:application`, run from this folder.
 
-E2E_VARIANT: "bare", "ours" (our middleware) or "django_ratelimit" (its decorator, on a
-Redis cache); E2E_REDIS_URL: the Redis they share. Every variant allows every request
-(LIMIT is never reached).
+E2E_VARIANT: "bare", "ours" (our middleware), "ours_nolease" (leases off) or
+"django_ratelimit" (its decorator, on a Redis cache); E2E_REDIS_URL: the Redis they share.
+Every variant allows every request (LIMIT is never reached).
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 VARIANT = os.environ.get("E2E_VARIANT", "bare")
-#: "ours_lease": ours with local quota leases (1 % of the limit per lease)
-LEASE = 0.01 if VARIANT == "ours_lease" else 0.0
+#: "ours" runs with the default local quota leases (1 % of the limit); "ours_nolease"
+#: with them off (every hit a round trip to Redis)
+LEASE = 0.0 if VARIANT == "ours_nolease" else 0.01
 REDIS_URL = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/0")
 LIMIT = "1000000/m"
 
 options: dict[str, Any] = {"MIDDLEWARE": []}
-if VARIANT in ("ours", "ours_lease"):
+if VARIANT in ("ours", "ours_nolease"):
     from guard_core import SecurityConfig
 
     options = {

@@ -30,7 +30,7 @@ from typing import Any
 
 from guard_core._shared.policy.check_settings import CheckSettings
 from guard_core._shared.policy.client_address import lower_headers
-from guard_core._shared.policy.rate_limit_rules import rule_of
+from guard_core._shared.policy.rate_limit_rules import rule_of, views_marked
 from guard_core._shared.policy.request_body import wants_body
 from guard_core._shared.policy.request_model import Decision, RequestInfo
 from guard_core.guard import Guard
@@ -90,7 +90,7 @@ class GuardMiddleware:
             self._started = True
             await self.guard.start()
         settings = self.request_check.settings
-        info = request_info(scope, app=self.app)
+        info = request_info(scope, app=self.app, routes=bool(settings.rules) or views_marked())
         if wants_user(settings, info.rule) and "user" not in scope:
             warn_once(
                 "asgi-user",
@@ -174,9 +174,12 @@ async def buffer_body(receive: Receive, limit: int) -> tuple[bytes, Receive]:
     return body[:limit], replay
 
 
-def request_info(scope: Scope, *, app: Any = None, body: bytes = b"") -> RequestInfo:
+def request_info(
+    scope: Scope, *, app: Any = None, body: bytes = b"", routes: bool = True
+) -> RequestInfo:
     """The request check's view of an ASGI scope (route template and rule from Starlette's
-    router: the scope's `app`, else `app`, the application the middleware wraps)."""
+    router: the scope's `app`, else `app`, the application the middleware wraps; not looked
+    for when `routes` is false: no rule can then apply, and a block is logged by path)."""
     client = scope.get("client")
     peer = str(client[0]) if client else None
     raw_headers = scope.get("headers") or ()
@@ -186,7 +189,7 @@ def request_info(scope: Scope, *, app: Any = None, body: bytes = b"") -> Request
     content_types = [value for name, value in raw_headers if name.lower() == b"content-type"]
     if content_types:  # Starlette parses the body by the first one, not the joined values
         headers["content-type"] = content_types[0].decode("latin-1")
-    route, endpoint = match_route(scope, app)
+    route, endpoint = match_route(scope, app) if routes else (None, None)
     query = scope.get("query_string", b"")
     return RequestInfo(
         peer=peer,
@@ -270,10 +273,21 @@ def _user_of(scope: Scope) -> str | None:
     return str(identity) if identity else None
 
 
+#: Header names as sent (lower case, bytes): the same dozen names on every response.
+_NAMES: dict[str, bytes] = {}
+
+
 def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [
-        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
-    ]
+    names = _NAMES
+    encoded = []
+    for name, value in headers.items():
+        raw = names.get(name)
+        if raw is None:
+            raw = name.lower().encode("latin-1")
+            if len(names) < 256:
+                names[name] = raw
+        encoded.append((raw, value.encode("latin-1")))
+    return encoded
 
 
 async def _send_block(send: Send, decision: Decision) -> None:

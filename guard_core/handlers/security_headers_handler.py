@@ -105,7 +105,7 @@ class SecurityHeadersManager:
         """
         if path is not None and not isinstance(path, str):
             raise TypeError(f"path must be a str or None, not {type(path).__name__}")
-        if self._shared:
+        if self._shared and self._store.sync_due:
             await self._store.sync()
         if self._refresh_due():
             await self._refresh()

@@ -91,8 +91,10 @@ class SusPatternsManager:
         """
         if not isinstance(content, str):
             raise TypeError(f"content must be a str, not {type(content).__name__}")
-        if self._store.sharing:
-            await self._store.sync()
+        store = self._store
+        if store.sharing:
+            if store.sync_due:  # told without awaiting: the request path's usual case
+                await store.sync()
             if self._refresh.claim():
                 await self._read_shared()
         return scan(content, self._cache.active(), self.config.pattern_max_content_length)

@@ -69,9 +69,12 @@ def test_an_idle_instance_takes_no_lease_and_sees_the_others_hits(
         assert (busy.check("k", limit=1000, window=60)).allowed
     first = idle.check("k", limit=1000, window=60)
     assert first.allowed
-    # the idle one's first hit leased LEASE_START hits on top of what busy recorded
-    assert first.count > 300
-    assert leases_of(idle).taken == 1 and leases_of(idle).spent == 0
+    # the idle one's first hit went alone, on top of what busy recorded (its 300 hits and
+    # what is left of its lease, at most 1 % of the limit): it reserved nothing
+    assert 301 <= first.count <= 311
+    assert leases_of(idle).taken == 0 and leases_of(idle).spent == 0
+    assert shared_env.inspect is not None
+    assert shared_env.inspect.zcard(shared_env.key("rate_limit", "rate:k")) == first.count
 
 
 def test_limits_too_small_to_lease_go_to_redis_every_time(shared_env: StateEnv) -> None:
@@ -85,8 +88,10 @@ def test_limits_too_small_to_lease_go_to_redis_every_time(shared_env: StateEnv) 
 
 def test_a_lease_ends_after_its_share_of_the_window(shared_env: StateEnv) -> None:
     limiter = leased(shared_env, fraction=0.1)  # 0.1 x 2 s: a lease lasts 0.2 s
-    limiter.check("t", limit=1000, window=2)
+    limiter.check("t", limit=1000, window=2)  # the first hit goes alone
     leases = leases_of(limiter)
+    assert leases.taken == 0
+    limiter.check("t", limit=1000, window=2)
     assert leases.taken == 1
     limiter.check("t", limit=1000, window=2)
     assert leases.taken == 1 and leases.spent == 1
@@ -94,7 +99,7 @@ def test_a_lease_ends_after_its_share_of_the_window(shared_env: StateEnv) -> Non
     after = limiter.check("t", limit=1000, window=2)
     assert leases.taken == 2
     # the unspent hits of the first lease stay counted: a lease never frees room for others
-    assert after.count >= LEASE_START + 1
+    assert after.count >= LEASE_START + 2
 
 
 def test_reset_drops_the_lease(shared_env: StateEnv) -> None:
@@ -107,7 +112,7 @@ def test_reset_drops_the_lease(shared_env: StateEnv) -> None:
 
 
 def test_a_lease_near_the_limit_grants_what_is_left(shared_env: StateEnv) -> None:
-    plain, lessee = RateLimitManager(shared_env.config, shared_env.redis), leased(shared_env)
+    plain, lessee = leased(shared_env, fraction=0), leased(shared_env)
     for _ in range(997):
         assert (plain.check("n", limit=1000, window=60)).allowed
     results = [lessee.check("n", limit=1000, window=60) for _ in range(5)]
@@ -122,8 +127,15 @@ def test_costly_hits_are_leased_whole(shared_env: StateEnv) -> None:
     assert [r.count for r in results[:3]] == [10, 20, 30]
 
 
-def test_leases_are_off_by_default(shared_env: StateEnv) -> None:
-    assert RateLimitManager(shared_env.config, shared_env.redis)._store.leases is None
+def test_leases_are_on_by_default_and_zero_turns_them_off(shared_env: StateEnv) -> None:
+    default = RateLimitManager(shared_env.config, shared_env.redis)
+    assert leases_of(default).fraction == 0.01
+    off = leased(shared_env, fraction=0)
+    assert off._store.leases is None
+    results = [off.check("off", limit=1000, window=60) for _ in range(3)]
+    assert [r.count for r in results] == [1, 2, 3]
+    assert shared_env.inspect is not None
+    assert shared_env.inspect.zcard(shared_env.key("rate_limit", "rate:off")) == 3
 
 
 def test_a_lease_held_when_redis_stops_is_spent_without_it(

@@ -187,11 +187,25 @@ class ClientAddressResolver:
         return Resolved(current)
 
 
+#: Peer texts parsed lately (addresses are immutable): a server sees the same few peers
+#: (its proxies, its busiest clients) on most requests. Emptied when full.
+_PEERS: dict[str, IPAddress | None] = {}
+_PEERS_MAX = 4096
+
+
 def _parse_or_none(text: str) -> IPAddress | None:
     try:
-        return parse_ip(text)
+        return _PEERS[text]
+    except KeyError:
+        pass
+    try:
+        address: IPAddress | None = parse_ip(text)
     except (ValueError, TypeError):
-        return None
+        address = None
+    if len(_PEERS) >= _PEERS_MAX:
+        _PEERS.clear()
+    _PEERS[text] = address
+    return address
 
 
 def address_in(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:

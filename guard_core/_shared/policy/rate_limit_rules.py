@@ -244,10 +244,21 @@ def guard_rule(
     )
 
     def mark(view: F) -> F:
+        global _views_marked
         setattr(view, RULE_ATTRIBUTE, rule)
+        _views_marked = True
         return view
 
     return mark
+
+
+_views_marked = False
+
+
+def views_marked() -> bool:
+    """Whether any view has been given a rule (`guard_rule`, `rate_limit`, ...) in this
+    process: until one has, an adapter without `rules` need not find a request's route."""
+    return _views_marked
 
 
 def rate_limit(

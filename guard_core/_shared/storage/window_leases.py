@@ -15,7 +15,8 @@ What it costs in exactness, and why it is bounded:
 - Under-admission: hits leased and not spent count in the shared window until they leave
   it. Lease sizes follow the traffic (doubled while a lease runs out before it ends, cut to
   what was spent otherwise), so what is given up is small next to what was spent.
-- Limits below 2 / f (200 at f = 0.01) are never leased: every hit goes to Redis.
+- Limits below 2 / f (200 at f = 0.01) are never leased: every hit goes to Redis. Nor is
+  the first hit of a key: a client seen once reserves nothing.
 - Counts and `reset_after` reported from a lease are those Redis gave when it was taken,
   with the lease's own hits counted as they are spent.
 
@@ -35,7 +36,8 @@ from guard_core._shared.storage.memory_windows import WindowResult
 
 #: Hits one lease holds at most (one script call records them: members of one ZADD).
 LEASE_MAX = 1_000
-#: Hits asked for by the first lease on a key (then doubled while leases run out early).
+#: Hits asked for by the first lease on a key, taken at its second hit (its first is sent
+#: alone); then doubled while leases run out before they end.
 LEASE_START = 4
 
 _monotonic = time.monotonic
@@ -104,11 +106,12 @@ class WindowLeases:
         leases = self._leases
         with self._lock:
             lease = leases.get(key)
-            if lease is None:
-                lease = leases[key] = _Lease()
+            if lease is None:  # a key's first hit goes alone: a one-off client leases nothing
+                leases[key] = _Lease()
                 if len(leases) > self._max_keys:
                     leases.popitem(last=False)
-            elif lease.fetching:
+                return 0
+            if lease.fetching:
                 return 0
             else:
                 leases.move_to_end(key)

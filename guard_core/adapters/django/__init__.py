@@ -41,6 +41,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostE
 from django.utils.module_loading import import_string
 
 from guard_core._shared.policy.check_settings import CheckSettings
+from guard_core._shared.policy.rate_limit_rules import views_marked
 from guard_core._shared.policy.request_body import wants_body
 from guard_core._shared.policy.request_model import Decision
 from guard_core.models import SecurityConfig
@@ -142,7 +143,9 @@ class GuardMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         check = self.process.check()
-        route, rule = route_of(request)
+        # without rules anywhere no route can change the check: skip Django's resolver
+        routed = bool(check.settings.rules) or views_marked()
+        route, rule = route_of(request) if routed else (None, None)
         user = None
         if wants_user(check.settings, rule):
             account = getattr(request, "user", None)
