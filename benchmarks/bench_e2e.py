@@ -51,6 +51,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 APPS = HERE / "e2e_apps"
 PATH = "/items/42?q=shoes&page=2"
+#: The POST rows' body: 1 KiB of JSON, as an API client sends (text fields to scan).
+_FIELDS = {"name": "shoes", "tags": ["red", "leather", "size-42"], "note": ""}
+BODY = json.dumps(
+    {
+        **_FIELDS,
+        "note": ("leave it at the back door, ring twice. " * 30)[: 1024 - len(json.dumps(_FIELDS))],
+    }
+)
 CONNECTIONS = 32
 #: wrk's command; a request counts as an error after 10 s (not wrk's default 2 s: the
 #: slowest peer takes seconds per request under this load)
@@ -70,31 +78,41 @@ class Row:
     variant: str  # E2E_VARIANT of the app
     peer: str | None = None  # the virtualenv .venv-e2e-<peer>, None: this interpreter
     requirements: tuple[str, ...] = ()
+    post: bool = False  # POST of BODY (1 KiB of JSON) rather than GET of PATH
 
     @property
     def ours(self) -> bool:
-        return self.variant in ("ours", "ours_nolease")
+        """A row of ours that GETs, compared with the bare app and the peers."""
+        return self.variant in ("ours", "ours_nolease") and not self.post
 
 
 ROWS = (
     Row("FastAPI", "bare", "bare"),
     Row("FastAPI", "ours", "ours"),
     Row("FastAPI", "ours, no leases", "ours_nolease"),
+    Row("FastAPI", "ours, POST 1 KiB JSON", "ours", post=True),
+    Row("FastAPI", "ours, POST, body not scanned", "ours_nobody", post=True),
     Row("FastAPI", "slowapi", "slowapi", "slowapi", ("fastapi", "uvicorn", "slowapi", "redis")),
     Row("FastAPI", "fastapi-guard", "fastapi_guard", "fastapi-guard",
         ("fastapi", "uvicorn", "fastapi-guard")),
     Row("Flask", "bare", "bare"),
     Row("Flask", "ours", "ours"),
     Row("Flask", "ours, no leases", "ours_nolease"),
+    Row("Flask", "ours, POST 1 KiB JSON", "ours", post=True),
+    Row("Flask", "ours, POST, body not scanned", "ours_nobody", post=True),
     Row("Flask", "Flask-Limiter", "flask_limiter", "flask-limiter",
         ("flask", "gunicorn", "flask-limiter[redis]")),
     Row("Django", "bare", "bare"),
     Row("Django", "ours", "ours"),
     Row("Django", "ours, no leases", "ours_nolease"),
+    Row("Django", "ours, POST 1 KiB JSON", "ours", post=True),
+    Row("Django", "ours, POST, body not scanned", "ours_nobody", post=True),
     Row("Django", "django-ratelimit", "django_ratelimit", "django-ratelimit",
         ("django", "gunicorn", "django-ratelimit", "redis")),
 )  # fmt: skip
 #: (framework, peer the target names, minimum ours / bare, minimum ours / peer)
+#: Body scanning: the POST row of ours against the same POST with body scanning off, at least
+BODY_ROWS, BODY_TARGET = ("ours, POST 1 KiB JSON", "ours, POST, body not scanned"), 0.9
 TARGETS = {"FastAPI": ("slowapi", 0.85, 2.0), "Flask": ("Flask-Limiter", 0.75, 1.3),
            "Django": ("django-ratelimit", 0.75, 1.3)}  # fmt: skip
 
@@ -209,10 +227,29 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=5)
 
 
-def wrk(url: str, seconds: float, connections: int = CONNECTIONS) -> tuple[float, int, int]:
+def post_script() -> Path:
+    """A wrk script that POSTs BODY as JSON (written once, next to wrk's log)."""
+    script = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_e2e_post.{os.getpid()}.lua"
+    if not script.exists():
+        script.write_text(
+            'wrk.method = "POST"\n'
+            f"wrk.body = {json.dumps(BODY)}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+    return script
+
+
+def load(row: Row) -> list[str]:
+    """wrk's arguments for what a row sends (after the connections and duration)."""
+    return ["-s", str(post_script())] if row.post else []
+
+
+def wrk(
+    url: str, seconds: float, connections: int = CONNECTIONS, extra: list[str] | None = None
+) -> tuple[float, int, int]:
     """(req/s, requests, non-2xx answers plus socket errors) of one wrk run."""
     out = subprocess.run(
-        [*WRK, f"-c{connections}", f"-d{max(1, round(seconds))}s", url + PATH],
+        [*WRK, f"-c{connections}", f"-d{max(1, round(seconds))}s", *(extra or []), url + PATH],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -245,20 +282,26 @@ def measure(row: Row, python: str, server: LocalRedisServer, seconds: float, log
     process, url = start_server(row, python, server.url, log)
     try:
         warm = subprocess.Popen(
-            [*WRK, f"-c{CONNECTIONS}", f"-d{max(1, round(seconds / 3))}s", url + PATH],
+            [
+                *WRK,
+                f"-c{CONNECTIONS}",
+                f"-d{max(1, round(seconds / 3))}s",
+                *load(row),
+                url + PATH,
+            ],
             stdout=subprocess.DEVNULL,
         )
         time.sleep(0.3)
         shares = script_shares(client, 0.3)
         warm.wait()
         client.config_resetstat()
-        rps, requests, errors = wrk(url, seconds)
+        rps, requests, errors = wrk(url, seconds, extra=load(row))
         usec = redis_cost(client, shares, requests)[0]
         answered(url)  # what the load left queued is served before the next pass
         # the same with one request at a time: Redis is then seldom preempted mid-command
         client.config_resetstat()
         cpu_before = main_thread_cpu(client)
-        one = wrk(url, min(seconds, 2.0), connections=1)
+        one = wrk(url, min(seconds, 2.0), connections=1, extra=load(row))
         usec_one, calls_one, commands = redis_cost(client, shares, one[1])
         cpu = (main_thread_cpu(client) - cpu_before) * 1e6 / max(one[1], 1)
     finally:
@@ -332,6 +375,11 @@ def table(results: dict[Row, list[Measure]]) -> list[str]:
             if against is not None:
                 marks.append(check(peer, against, low_peer))
             targets = "; ".join(marks)
+        elif row.post and row.name == BODY_ROWS[0]:
+            unscanned = ratio(results, row, BODY_ROWS[1])
+            if unscanned is not None:
+                vs_peers = f"not scanned {unscanned:.2f}x"
+                targets = check("not scanned", unscanned, BODY_TARGET)
         lines.append(
             f"| {row.framework} | {row.name} | {median_of(measures, 'rps'):,.0f} | {vs_bare} "
             f"| {vs_peers} | {median_of(measures, 'redis_usec'):.1f} / "
