@@ -37,7 +37,13 @@ from guard_core._shared.policy.rate_limit_rules import (
 )
 from guard_core._shared.policy.request_body import body_texts
 from guard_core._shared.policy.request_decoding import scan_texts
-from guard_core._shared.policy.request_model import Decision, LimitState, RequestInfo, Verdict
+from guard_core._shared.policy.request_model import (
+    Decision,
+    LimitState,
+    RequestInfo,
+    Verdict,
+    built,
+)
 from guard_core._shared.policy.security_headers import path_matches
 from guard_core._shared.redaction import escape_control
 from guard_core.models import SecurityEvent
@@ -182,7 +188,8 @@ class RequestCheck:
             if not settings.auto_ban_on_rate_limit:
                 return decision
             return self._count_toward_ban(request, decision, address)
-        return Decision(
+        return built(
+            Decision,
             allowed=True,
             verdict="allowed",
             status=200,
@@ -190,6 +197,7 @@ class RequestCheck:
             headers=headers,
             client=client,
             rate_limits=states,
+            enforced=True,
             notes=notes,
         )
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from guard_core._shared.policy.check_settings import CheckSettings
 from guard_core._shared.policy.client_address import lower_headers
-from guard_core._shared.policy.request_model import RequestInfo
+from guard_core._shared.policy.request_model import RequestInfo, built
 from guard_core.models import SecurityConfig
 from guard_core_sync.guard import Guard
 from guard_core_sync.request_check import RequestCheck
@@ -107,7 +107,8 @@ def environ_request(
     """The request check's view of a WSGI environ (Flask's `request.environ`, Django's
     `request.META`); `headers`: its `environ_headers`, when the caller has them already."""
     peer = environ.get("REMOTE_ADDR")
-    return RequestInfo(
+    return built(
+        RequestInfo,
         peer=str(peer) if peer else None,
         method=str(environ.get("REQUEST_METHOD", "GET")),
         path=_wsgi_text(environ.get("PATH_INFO", "/")) or "/",

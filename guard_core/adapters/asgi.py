@@ -32,7 +32,7 @@ from guard_core._shared.policy.check_settings import CheckSettings
 from guard_core._shared.policy.client_address import lower_headers
 from guard_core._shared.policy.rate_limit_rules import rule_of, views_marked
 from guard_core._shared.policy.request_body import wants_body
-from guard_core._shared.policy.request_model import Decision, RequestInfo
+from guard_core._shared.policy.request_model import Decision, RequestInfo, built
 from guard_core.guard import Guard
 from guard_core.models import SecurityConfig
 from guard_core.request_check import RequestCheck
@@ -191,7 +191,8 @@ def request_info(
         headers["content-type"] = content_types[0].decode("latin-1")
     route, endpoint = match_route(scope, app) if routes else (None, None)
     query = scope.get("query_string", b"")
-    return RequestInfo(
+    return built(
+        RequestInfo,
         peer=peer,
         method=str(scope.get("method", "GET")),
         path=str(scope.get("path", "/")),

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from guard_core._shared.policy.request_model import LimitState, RequestInfo
+from guard_core._shared.policy.request_model import LimitState, RequestInfo, built
 from guard_core._shared.validation import check_cost
 
 UNITS: Mapping[str, int] = {
@@ -327,7 +327,8 @@ def retry_after(seconds: float) -> int:
 def limit_state(
     limit: Limit, *, remaining: int, reset_after: float, allowed: bool, name: str | None = None
 ) -> LimitState:
-    return LimitState(
+    return built(
+        LimitState,
         policy=limit.text,
         name=name or limit.name,
         limit=limit.count,

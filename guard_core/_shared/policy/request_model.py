@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 Verdict = Literal[
     "allowed",
@@ -92,3 +92,17 @@ class Decision:
     def body(self) -> dict[str, str]:
         """A JSON body for a block response (no request data in it)."""
         return {"detail": self.reason}
+
+
+_T = TypeVar("_T")
+_new = object.__new__
+
+
+def built(cls: type[_T], **fields: Any) -> _T:
+    """An instance of one of these frozen dataclasses from every one of its fields, without
+    the generated `__init__` (which sets each field through `object.__setattr__`: a third of
+    the cost of building one, on the path of every request). The instance is the same, and
+    as frozen; a test holds that every field is given where this is used."""
+    instance = _new(cls)
+    instance.__dict__.update(fields)
+    return instance
