@@ -1,6 +1,7 @@
 """`RequestCheck`: the framework-free check every adapter runs on each request.
 
-Order: exempt -> a forwarding chain past its bound (refused) -> allow/deny lists -> ban ->
+Order: exempt (`exempt_ips`, exempt paths and views, the shared allow list of
+`Guard.allow_list`) -> a forwarding chain past its bound (refused) -> allow/deny lists -> ban ->
 cloud blocks (if configured) -> user agents -> attack patterns (path, query, chosen
 headers and the start of the body) -> rate limits -> auto-ban. A request whose peer is not
 an IP address has no client address: the IP-based steps (ban, cloud, auto-ban) are skipped
@@ -107,7 +108,14 @@ class RequestCheck:
             or any(path_matches(prefix, request.path) for prefix in settings.exempt_paths)
             # a refused chain's address is the proxy's: never exempt as such, or padding the
             # chain would make any client exempt behind an exempted proxy network
-            or (not refused and address is not None and address_in(address, self._exempt_networks))
+            or (
+                not refused
+                and address is not None
+                and (
+                    address_in(address, self._exempt_networks)
+                    or self.guard.allow_list.is_allowed(address)
+                )
+            )
         ):
             return Decision(
                 allowed=True,

@@ -16,6 +16,7 @@ from guard_core.exceptions import GuardRedisError
 from guard_core.models import GuardHealth, SecurityConfig
 
 from .connection.manager import RedisManager
+from .handlers.allow_handler import AllowListManager
 from .handlers.behavior_handler import BehaviorTracker
 from .handlers.cloud_handler import CloudManager
 from .handlers.ipban_handler import IPBanManager
@@ -23,9 +24,11 @@ from .handlers.ratelimit_handler import RateLimitManager
 from .handlers.security_headers_handler import SecurityHeadersManager
 from .handlers.suspatterns_handler import SusPatternsManager
 from .storage.state_store import StateStore
-from .storage.topics import BAN, DOCUMENT, PATTERN, WINDOW
+from .storage.topics import ALLOW, BAN, DOCUMENT, PATTERN, WINDOW
 
-SUBSYSTEMS = ("rate_limiter", "ip_bans", "cloud", "patterns", "headers", "behavior")
+SUBSYSTEMS = (
+    "rate_limiter", "ip_bans", "allow_list", "cloud", "patterns", "headers", "behavior",
+)  # fmt: skip
 
 
 class Guard:
@@ -54,6 +57,7 @@ class Guard:
         store = self.store = StateStore(config, self.redis)
         self.rate_limiter = RateLimitManager(config, self.redis, store=store)
         self.ip_bans = IPBanManager(config, self.redis, store=store)
+        self.allow_list = AllowListManager(config, self.redis, store=store)
         self.cloud = CloudManager(config, self.redis, http_client=http_client, store=store)
         self.patterns = SusPatternsManager(config, self.redis, store=store)
         self.headers = SecurityHeadersManager(config, self.redis, store=store)
@@ -108,6 +112,7 @@ class Guard:
                 "patterns": pending.get(PATTERN, 0),
                 "headers": pending.get(DOCUMENT, 0),
                 "rate_limits": pending.get(WINDOW, 0),
+                "allow_list": pending.get(ALLOW, 0),
             },
             evictions={
                 "ip_bans": self.ip_bans.memory_evictions,
@@ -116,7 +121,7 @@ class Guard:
                 "journal": self.store.journal.evictions,
             },
             live_instances=self.store.outage.membership.members.count,
-            mirror=self.store.mirror.report(),
+            mirror={**self.store.mirror.report(), "allow_list": self.allow_list.entries},
             writing_back=self.store.writing_back,
         )
 

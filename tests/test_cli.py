@@ -174,6 +174,38 @@ def test_bans_made_by_an_application_are_listed_checked_and_lifted(
     assert "was not banned" in ok(env, "bans", "remove", "198.51.100.0/24").stdout
 
 
+def test_allow_list_add_check_list_remove_and_the_application_follows(
+    env: dict[str, str], app: guard_core_sync.Guard
+) -> None:
+    added = as_json(env, "allow", "add", "10.1.0.0/16", "--reason", "office")
+    assert added == {"allowed": "10.1.0.0/16", "duration": None, "reason": "office",
+                     "expires": "never"}  # fmt: skip
+    ok(env, "allow", "add", "203.0.113.7", "--duration", "1h")
+    # the running application learns both through the pushed invalidation
+    deadline = time.monotonic() + 10
+    while not (app.allow_list.is_allowed("10.1.2.3") and app.allow_list.is_allowed("203.0.113.7")):
+        assert time.monotonic() < deadline, "the application did not follow"
+        time.sleep(0.02)
+    listed = as_json(env, "allow", "list")["allowed"]  # type: ignore[index]
+    assert [(r["target"], r["kind"], r["by"]) for r in listed] == [
+        ("10.1.0.0/16", "network", "cli"), ("203.0.113.7", "address", "cli"),
+    ]  # fmt: skip
+    assert listed[0]["expires_at"] is None and 3500 < listed[1]["remaining"] <= 3600
+    # exit status as grep's: 0 on the list, 1 not, 2 an error
+    assert "10.1.2.3 is ALLOWED by 10.1.0.0/16" in ok(env, "allow", "check", "10.1.2.3").stdout
+    assert run(env, "allow", "check", "10.2.0.1").exit_code == 1
+    assert run(env, "allow", "check", "example.com").exit_code == 2
+    assert "not a valid IP network" in one_line_failure(run(env, "allow", "add", "10.1.0.0/33"))
+    assert as_json(env, "allow", "remove", "10.1.0.0/16") == {
+        "target": "10.1.0.0/16", "removed": True,
+    }  # fmt: skip
+    assert "was not on the allow list" in ok(env, "allow", "remove", "10.1.0.0/16").stdout
+    deadline = time.monotonic() + 10
+    while app.allow_list.is_allowed("10.1.2.3"):
+        assert time.monotonic() < deadline, "the application did not follow the removal"
+        time.sleep(0.02)
+
+
 def test_a_question_redis_fails_to_answer_exits_2_not_1() -> None:
     # a user that may PING but not read: the check's reads fail with error replies, and the
     # library answers from memory, where this process knows nothing: that is no "no"

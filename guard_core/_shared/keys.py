@@ -29,6 +29,8 @@ BAN_LIFTS = "ban_lifts"
 BAN_INDEX = "ban_index"
 BANNED_NETWORKS = "banned_networks"
 NETWORK_EXPIRY = "banned_networks_expiry"
+ALLOWED_IPS = "allowed_ips"
+ALLOWED_EXPIRY = "allowed_ips_expiry"
 PATTERNS = "patterns"
 PATTERN_CHANGES = "pattern_changes"
 SECURITY_HEADERS = "security_headers"
@@ -45,6 +47,8 @@ NAMESPACES: dict[str, str] = {
     BAN_INDEX: "the listing index of address bans and its version",
     BANNED_NETWORKS: "network bans and lifts, with a version",
     NETWORK_EXPIRY: "when each network record ends",
+    ALLOWED_IPS: "the shared allow list: addresses and networks never checked, with a version",
+    ALLOWED_EXPIRY: "when each allow-list record ends",
     PATTERNS: "the custom attack patterns",
     PATTERN_CHANGES: "when each custom pattern was last added or removed",
     SECURITY_HEADERS: "the security-header configuration",
@@ -58,7 +62,7 @@ NAMESPACES: dict[str, str] = {
 # fixed key parts
 ADDRESS_INDEX = "addresses"  # ban_index:addresses
 INDEX_VERSION = "version"  # ban_index:version
-NETWORK_INDEX = "index"  # banned_networks:index, banned_networks_expiry:index
+NETWORK_INDEX = "index"  # banned_networks:index, allowed_ips:index and their expiry sets
 CUSTOM_PATTERNS = "custom"  # patterns:custom, pattern_changes:custom
 HEADERS_CONFIG = "csp_config"  # security_headers:csp_config
 INSTANCES = "instances"  # members:instances

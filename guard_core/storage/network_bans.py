@@ -5,6 +5,10 @@ with the field `#version` counting changes; `banned_networks_expiry:index`, a so
 network -> when its record ends. `lua/network_ban_write.lua` writes both, the later change
 winning. Every check of a network ban is answered from the copy held here, read again at
 most once per `redis_state_refresh_interval`, and only when the version moved.
+
+The shared allow list (`allow_list`) is an index of the same shape under namespaces of its
+own (`allowed_ips`, `allowed_ips_expiry`): an entry there is a "ban" record, its removal a
+lift, and addresses are held as /32 and /128 networks.
 """
 
 from __future__ import annotations
@@ -29,13 +33,22 @@ from ..connection.operations import SCAN_COUNT
 from .topics import Applied, Store, applied, lua_time
 
 VERSION_FIELD = "#version"
+#: The actions of a `Change` that remove a record (a ban's lift, an allow-list removal);
+#: any other action sets one.
+REMOVALS = frozenset({"lift", "remove"})
 
 
 class NetworkBans:
-    """The network bans of one store: written through the journal, read as an index."""
+    """The network bans of one store: written through the journal, read as an index.
 
-    def __init__(self, store: Store) -> None:
+    `namespaces`: the hash and the sorted set it keeps (another index of the same shape,
+    the shared allow list, passes its own)."""
+
+    def __init__(
+        self, store: Store, namespaces: tuple[str, str] = (BANNED_NETWORKS, NETWORK_EXPIRY)
+    ) -> None:
         self._store = store
+        self._namespaces = namespaces
         #: Awaited after each read of the index (the bans module forgets, then, the bans
         #: made here that Redis no longer holds).
         self.after_read: Callable[[], Any] | None = None  # an `async def` in this face
@@ -45,11 +58,11 @@ class NetworkBans:
         self._version: str | None = None
         self._refresh = RefreshClaim(store.config.redis_state_refresh_interval)
         # reads of the index run at once (a request's, the background follower's): one
-        # installs only if begun after the last installed and after the last lift made here
-        # (`_reads` begun so far; the number of the last installed; the count at the last
-        # lift)
+        # installs only if begun after the last installed and after the last change made
+        # here (`_reads` begun so far; the number of the last installed; the count at the
+        # last change)
         self._lock = threading.Lock()
-        self._reads = self._installed = self._lifted = 0
+        self._reads = self._installed = self._changed = 0
 
     def expire(self) -> None:
         """Read the index again on the next lookup."""
@@ -59,8 +72,14 @@ class NetworkBans:
         """A lift made here: the network leaves the copy at once, and reads begun before it
         are stale (they may hold the ban)."""
         with self._lock:
-            self._lifted = self._reads
+            self._changed = self._reads
             self.index.pop(parse_network(target))
+
+    def held(self, record: BanRecord) -> None:
+        """A record set here: it is in the copy at once, and reads begun before are stale."""
+        with self._lock:
+            self._changed = self._reads
+            self.index.set(parse_network(record.target), record)
 
     async def read(self, *, force: bool = False) -> NetworkIndex[BanRecord] | Unavailable:
         """The network bans in Redis, as an index; re-read at most once per refresh interval
@@ -73,7 +92,7 @@ class NetworkBans:
         if not force and not self._refresh.claim():
             return self.index
         version = await store.call(
-            lambda r: r.safe_operation(_hget, r.full_key(BANNED_NETWORKS, NETWORK_INDEX))
+            lambda r: r.safe_operation(_hget, r.full_key(self._namespaces[0], NETWORK_INDEX))
         )
         if isinstance(version, Unavailable):
             self._refresh.expire()
@@ -85,7 +104,7 @@ class NetworkBans:
             self._reads += 1
             number = self._reads
         raw = await store.call(
-            lambda r: r.safe_operation(_hgetall, r.full_key(BANNED_NETWORKS, NETWORK_INDEX))
+            lambda r: r.safe_operation(_hgetall, r.full_key(self._namespaces[0], NETWORK_INDEX))
         )
         if isinstance(raw, Unavailable):
             self._refresh.expire()
@@ -103,8 +122,8 @@ class NetworkBans:
             except ValueError:
                 store.logger.warning("Ignoring malformed network ban %s", escape_control(cidr))
         with self._lock:
-            if number <= max(self._installed, self._lifted):
-                return self.index  # a read begun later, or a lift made here, came first
+            if number <= max(self._installed, self._changed):
+                return self.index  # a read begun later, or a change made here, came first
             self._installed = number
             self.index = index
             self._version = store.versioned(raw.get(VERSION_FIELD))
@@ -116,17 +135,18 @@ class NetworkBans:
             await self.after_read()
 
     async def write(self, change: Change) -> Applied:
-        """Write a ban or a lift of a network."""
+        """Write a ban or a lift of a network (any record of the index, or its removal)."""
         now = time.time()
-        if change.action == "ban":
+        setting = change.action not in REMOVALS
+        if setting:
             if change.keep_until <= now:
                 return Applied(Written.SUPERSEDED)  # ended meanwhile: not brought back
             value = encode_ban(change)
         else:
             value = json.dumps({"lifted_at": change.at})
-        keys = [(BANNED_NETWORKS, NETWORK_INDEX), (NETWORK_EXPIRY, NETWORK_INDEX)]
+        keys = [(name, NETWORK_INDEX) for name in self._namespaces]
         args: list[str | int | float] = [
-            change.action, lua_time(change.at), change.target, value,
+            "ban" if setting else "lift", lua_time(change.at), change.target, value,
             lua_time(change.keep_until), lua_time(now),
         ]  # fmt: skip
         reply = await self._store.script(NETWORK_BAN_WRITE, keys, args)

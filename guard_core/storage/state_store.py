@@ -10,8 +10,8 @@ in Redis by when each change was made (Lua scripts under `guard_core/_shared/sto
 never by the order in which instances write back.
 
 Each journal topic has a module of its own, which knows its Redis layout and registers a
-`Topic` here: `bans` (with `network_bans`), `patterns`, `documents`, `windows` and
-`outage_hits`; `mirror` keeps the copy of every ban that answers during an outage.
+`Topic` here: `bans` (with `network_bans`), `allow_list`, `patterns`, `documents`,
+`windows` and `outage_hits`; `mirror` keeps the copy of every ban that answers during an outage.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from guard_core.exceptions import GuardRedisError
 from guard_core.models import SecurityConfig
 
 from ..connection.manager import RedisManager
+from .allow_list import AllowListStorage
 from .bans import BanStorage
 from .documents import DocumentStorage
 from .invalidation import Invalidations
@@ -85,14 +86,20 @@ class StateStore:
         #: Every ban Redis holds, to answer during an outage.
         self.mirror = BanMirror(self, networks)
         self.bans = BanStorage(self, networks, self.mirror)
+        #: The shared allow list, and the copy of it that answers every check.
+        self.allow_list = AllowListStorage(self)
         self.documents = DocumentStorage(self)
         self.patterns = PatternStorage(self, self.documents)
         self.windows = WindowStorage(self)
         #: Rate limits during an outage: the live instances, the warm windows, the hits.
         self.outage = OutageShare(self)
         self.add_tick_task(self.outage.membership.tick)  # a heartbeat on every tick
+        self.add_tick_task(self.allow_list.tick)
         self.add_close_task(self.outage.membership.leave)
-        for topic in (self.bans, self.patterns, self.documents, self.windows, self.outage):
+        topics: tuple[Topic, ...] = (
+            self.bans, self.allow_list, self.patterns, self.documents, self.windows, self.outage,
+        )  # fmt: skip
+        for topic in topics:
             self.add_topic(topic)
 
     @classmethod

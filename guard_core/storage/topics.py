@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 
 #: The journal topics (`Change.topic`): bans and lifts, custom patterns, documents, window
-#: resets, and hits counted during an outage.
+#: resets, hits counted during an outage, and the shared allow list.
 BAN, PATTERN, DOCUMENT, WINDOW, WINDOW_HITS = "ban", "pattern", "document", "window", "window_hits"
+ALLOW = "allow"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 journal when it does not. Subsystems (`guard_core_sync.handlers`) keep policy only and call these.
 
 `state_store` holds the journal, the flusher and the registry of topics; each topic has a
-module of its own (`bans` with `network_bans`, `patterns`, `documents`, `windows`,
+module of its own (`bans` with `network_bans`, `allow_list`, `patterns`, `documents`, `windows`,
 `outage_hits` with `membership`), and `mirror` keeps every ban for use during an outage.
 """
 

@@ -43,6 +43,7 @@ async def test_ban_flood_keeps_long_bans_and_counts_evictions(
             "patterns": 0,
             "headers": 0,
             "rate_limits": 0,
+            "allow_list": 0,
         }  # the existing keys are still there
     assert len(full_warnings(caplog, "Memory ban store full")) == 1
 

@@ -102,7 +102,7 @@ async def test_starts_degraded_with_one_warning_then_reconnects(
         warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(warnings) == 1, [r.getMessage() for r in warnings]
         degraded = await guard.health()
-        pending = {"ip_bans": 1, "patterns": 0, "headers": 0, "rate_limits": 0}
+        pending = {"ip_bans": 1, "patterns": 0, "headers": 0, "rate_limits": 0, "allow_list": 0}
         assert degraded.pending_writes == pending
         assert degraded.redis["breaker"]["state"] == "open"
         with LocalRedisServer(port=port):

@@ -169,7 +169,7 @@ async def test_an_idle_instance_writes_back_by_itself(private_server: LocalRedis
         assert inspect.exists(f"guard_core:banned_ips:{ADDRESS}") == 1
         assert json.loads(inspect.get("guard_core:patterns:custom") or "[]") == [PATTERN]
         assert (await guard.health()).pending_writes == dict.fromkeys(
-            ("ip_bans", "patterns", "headers", "rate_limits"), 0
+            ("ip_bans", "patterns", "headers", "rate_limits", "allow_list"), 0
         )
     inspect.close()
 

@@ -67,8 +67,9 @@ class CheckSettings:
     - `exempt_ips`: addresses or CIDRs never checked.
     - `allow_ips`: when not empty, only clients in these addresses or CIDRs are served; any
       other gets 403 (`denied`). `deny_ips`: clients in these are refused with 403
-      (`denied`). Both are static (this configuration); the list shared through Redis is
-      the ban list (`Guard.ip_bans.ban_ip` takes addresses and CIDRs, on every instance).
+      (`denied`). Both are static (this configuration); the lists shared through Redis
+      are the ban list (`Guard.ip_bans.ban_ip`) and the allow list (`Guard.allow_list`,
+      whose entries are exempt as `exempt_ips`), both of addresses and CIDRs.
     - `blocked_user_agents`: RE2 patterns (case-insensitive, searched anywhere in the
       `User-Agent` header): a match gets 403 (`user_agent_blocked`), e.g. `("sqlmap",
       "nikto", r"^python-requests/")`.
