@@ -88,6 +88,19 @@ def test_allowed_response_carries_security_and_ratelimit_headers(make_client: An
     assert response.headers["x-ratelimit-remaining"] == "99"
 
 
+def test_a_client_on_the_shared_allow_list_is_served_though_banned(make_client: Any) -> None:
+    client, guard = make_client()
+    with client:
+        client.portal.call(guard.ip_bans.ban_ip, CLIENT[0], 60)
+        assert client.get("/").status_code == 403
+        client.portal.call(guard.allow_list.allow, CLIENT[0])
+        response = client.get("/?q=<script>alert(1)</script>")  # not even scanned
+        assert response.status_code == 200
+        assert "ratelimit-policy" not in response.headers  # exempt: no limit counted
+        client.portal.call(guard.allow_list.remove, CLIENT[0])
+        assert client.get("/").status_code == 403
+
+
 def test_banned_client_gets_403(make_client: Any) -> None:
     client, guard = make_client()
     with client:

@@ -94,6 +94,19 @@ def test_banned_client_gets_403(make_client: Any) -> None:
     assert response["X-Content-Type-Options"] == "nosniff"
 
 
+def test_a_client_on_the_shared_allow_list_is_served_though_banned(make_client: Any) -> None:
+    client = make_client()
+    guard = guard_django.get_guard()
+    guard.ip_bans.ban_ip(CLIENT, 60)
+    assert client.get("/").status_code == 403
+    guard.allow_list.allow(CLIENT)
+    response = client.get("/?q=<script>alert(1)</script>")  # not even scanned
+    assert response.status_code == 200
+    assert not response.has_header("RateLimit-Policy")  # exempt: no limit counted
+    guard.allow_list.remove(CLIENT)
+    assert client.get("/").status_code == 403
+
+
 def test_rate_limit_gives_429_with_retry_after(make_client: Any) -> None:
     client = make_client()
     assert [client.get("/login").status_code for _ in range(2)] == [200, 200]

@@ -84,6 +84,18 @@ def test_allowed_response_carries_headers(make_client: Any) -> None:
     assert response.headers["X-RateLimit-Remaining"] == "99"
 
 
+def test_a_client_on_the_shared_allow_list_is_served_though_banned(make_client: Any) -> None:
+    client, extension = make_client()
+    extension.guard.ip_bans.ban_ip(CLIENT, 60)
+    assert client.get("/").status_code == 403
+    extension.guard.allow_list.allow(CLIENT)
+    response = client.get("/?q=<script>alert(1)</script>")  # not even scanned
+    assert response.status_code == 200
+    assert "RateLimit-Policy" not in response.headers  # exempt: no limit counted
+    extension.guard.allow_list.remove(CLIENT)
+    assert client.get("/").status_code == 403
+
+
 def test_banned_client_gets_403(make_client: Any) -> None:
     client, extension = make_client()
     assert client.get("/").status_code == 200
