@@ -93,6 +93,14 @@ def parse_network(text: object) -> IPNetwork:
     return network
 
 
+def canonical_target(target: object) -> str:
+    """An address or a CIDR network (a ban's or an allow-list entry's target) in canonical
+    form; TypeError/ValueError naming a bad one."""
+    if isinstance(target, str) and "/" in target:
+        return str(parse_network(target))
+    return str(parse_ip(target))
+
+
 def is_loopback(addr: object) -> bool:
     """Whether `addr` is a loopback address, or a network that includes loopback addresses.
 

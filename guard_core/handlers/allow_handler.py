@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from guard_core._shared.addresses import IPAddress, parse_ip, parse_network
+from guard_core._shared.addresses import IPAddress, canonical_target, parse_ip
 from guard_core._shared.keys import ALLOWED_IPS, validate_ttl
 from guard_core._shared.logs import get_logger
 from guard_core._shared.redaction import escape_control
@@ -26,14 +26,7 @@ from ..storage.allow_list import FOREVER
 from ..storage.state_store import StateStore
 from ..storage.topics import ALLOW
 
-__all__ = ["ALLOWED_IPS", "FOREVER", "AllowListManager", "canonical_target"]
-
-
-def canonical_target(target: object) -> str:
-    """An address or CIDR network in canonical form (TypeError/ValueError naming a bad one)."""
-    if isinstance(target, str) and "/" in target:
-        return str(parse_network(target))
-    return str(parse_ip(target))
+__all__ = ["ALLOWED_IPS", "FOREVER", "AllowListManager"]
 
 
 class AllowListManager:

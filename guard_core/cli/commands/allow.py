@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from guard_core._shared.addresses import parse_ip, parse_network
+from guard_core._shared.addresses import canonical_target, parse_ip, parse_network
 from guard_core.cli import render
 from guard_core.cli.group import (
     GuardGroup,
@@ -22,7 +22,7 @@ from guard_core.cli.group import (
 )
 from guard_core.cli.render import emit, span, table, when
 from guard_core.cli.state import CommandError, where
-from guard_core_sync.handlers.allow_handler import FOREVER, canonical_target
+from guard_core_sync.handlers.allow_handler import FOREVER
 
 #: Who the entries this command makes are by (an instance's id otherwise).
 BY_CLI = "cli"

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from guard_core._shared.addresses import parse_ip, parse_network
+from guard_core._shared.addresses import canonical_target, parse_ip, parse_network
 from guard_core.cli import render
 from guard_core.cli.ban_files import BanList, export_lines, read_bans
 from guard_core.cli.group import (
@@ -100,11 +100,6 @@ def bans_list(session: Session) -> None:
     emit(session.as_json, {"bans": rows}, _render)
 
 
-def _target(text: str) -> str:
-    """The canonical form of an address or CIDR (ValueError naming a bad one)."""
-    return str(parse_network(text)) if "/" in text else str(parse_ip(text))
-
-
 @bans.command("add")
 @click.argument("target")
 @click.option(
@@ -125,7 +120,7 @@ def _target(text: str) -> str:
 @click.pass_obj
 def bans_add(session: Session, target: str, duration: str | None, reason: str) -> None:
     """Ban an address or a CIDR network for every instance."""
-    canonical = _target(target)
+    canonical = canonical_target(target)
     seconds = render.parse_duration(duration) if duration is not None else None
     with session.guard() as guard:
         seconds = seconds if seconds is not None else guard.config.ip_ban_default_duration
@@ -152,7 +147,7 @@ def bans_add(session: Session, target: str, duration: str | None, reason: str) -
 @click.pass_obj
 def bans_remove(session: Session, target: str) -> None:
     """Lift the ban on an address or a CIDR network."""
-    canonical = _target(target)
+    canonical = canonical_target(target)
     with session.guard() as guard:
         removed = guard.ip_bans.unban_ip(canonical)
         if pending_writes(guard, "ip_bans"):
