@@ -11,10 +11,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import flask_login
 import pytest
 from flask import Blueprint, Flask, Response, request
 
 from guard_core import rate_limit
+from guard_core.adapters import flask as flask_adapter
 from guard_core.adapters._common import _warned
 from guard_core.adapters.flask import FlaskGuard
 from guard_core.models import SecurityConfig
@@ -136,9 +138,13 @@ def test_a_banned_client_behind_a_proxy_cannot_pad_the_chain(make: Any) -> None:
     assert client.get("/limited", headers={"X-Forwarded-For": "192.0.2.1"}).status_code == 200
 
 
-def test_user_keys(make: Any, caplog: pytest.LogCaptureFixture) -> None:
-    with pytest.raises(TypeError, match="user="):
-        FlaskGuard(config=SecurityConfig(enable_redis=False), key="user")  # no flask-login here
+def test_user_keys(
+    make: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as without:  # an environment without flask-login
+        without.setattr(flask_adapter, "_has_flask_login", lambda: False)
+        with pytest.raises(TypeError, match="user="):
+            FlaskGuard(config=SecurityConfig(enable_redis=False), key="user")
     client, _ = make(
         key="user", default_limits="2/minute", user=lambda: request.headers.get("X-User")
     )
@@ -162,6 +168,44 @@ def test_user_keys(make: Any, caplog: pytest.LogCaptureFixture) -> None:
         codes = [client.get("/mine", headers={"X-User": u}).status_code for u in "abc"]
     assert codes == [200, 200, 429]
     assert len([r for r in caplog.records if "LoginManager" in r.getMessage()]) == 1
+
+
+class _User:
+    """A user as flask-login reads one."""
+
+    is_authenticated = is_active = True
+    is_anonymous = False
+
+    def __init__(self, name: str) -> None:
+        self.id = name
+
+    def get_id(self) -> str:
+        return self.id
+
+
+def test_user_keys_through_flask_login(make: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """key="user" with no user=: flask-login's current_user keys the limit; an anonymous
+    request falls back to the address, without a warning (a LoginManager is there)."""
+    client, _ = make(key="user", default_limits="2/minute")
+    app: Flask = client.application
+    app.secret_key = "test-only"
+    manager = flask_login.LoginManager(app)
+    manager.user_loader(_User)
+
+    @app.get("/login/<name>")
+    def login(name: str) -> str:
+        flask_login.login_user(_User(name))
+        return name
+
+    ann, bob, anonymous = app.test_client(), app.test_client(), app.test_client()
+    with caplog.at_level(logging.WARNING, logger="guard_core.checks"):
+        assert ann.get("/login/ann").status_code == 200  # anonymous: the address's 1st hit
+        assert bob.get("/login/bob").status_code == 200  # the address's 2nd
+        codes = [ann.get("/limited").status_code for _ in range(3)]
+        assert codes == [200, 200, 429]  # ann's own window
+        assert [bob.get("/limited").status_code for _ in range(3)] == [200, 200, 429]
+        assert anonymous.get("/limited").status_code == 429  # the address's 3rd
+    assert not [r for r in caplog.records if "LoginManager" in r.getMessage()]
 
 
 def test_on_block_gives_the_response(make: Any) -> None:
