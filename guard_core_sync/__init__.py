@@ -33,6 +33,7 @@ from guard_core.version import __version__
 
 from .connection.manager import RedisManager
 from .guard import Guard
+from .handlers.allow_handler import AllowListManager
 from .handlers.behavior_handler import BehaviorTracker
 from .handlers.cloud_handler import CloudManager
 from .handlers.ipban_handler import IPBanManager
@@ -42,6 +43,7 @@ from .handlers.suspatterns_handler import SusPatternsManager
 from .request_check import RequestCheck
 
 __all__ = [
+    "AllowListManager",
     "BanRecord",
     "BehaviorTracker",
     "CheckSettings",

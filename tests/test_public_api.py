@@ -15,6 +15,7 @@ FACED = {
     "RedisManager",
     "RateLimitManager",
     "IPBanManager",
+    "AllowListManager",
     "CloudManager",
     "SusPatternsManager",
     "SecurityHeadersManager",
