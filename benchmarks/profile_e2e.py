@@ -2,7 +2,11 @@
 bench_e2e.py (`benchmarks/e2e_apps/`) called in-process, one request at a time, against one
 local redis-server, with no HTTP server in between.
 
-    python benchmarks/profile_e2e.py [--requests N] [--only fastapi,flask,django]
+    python benchmarks/profile_e2e.py [--requests N] [--only fastapi,flask,django] [--post]
+
+With `--post`, each request POSTs bench_e2e.py's 1 KiB JSON body, and the baseline is ours
+with body scanning off (`ours_nobody`) rather than the bare app: the difference is what
+scanning the body costs.
 
 For each framework: the wall and CPU time per request of the bare app and of ours (median of
 5 batches, the better of two runs each), then a cProfile of ours: the steps of a request by
@@ -78,20 +82,32 @@ STEPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 # -- the child: one app in this process ----------------------------------------------------
 
 
-def asgi_driver() -> Callable[[], None]:
+def _post_body() -> bytes:
+    sys.path.insert(0, str(HERE))
+    from bench_e2e import BODY
+
+    return BODY.encode()
+
+
+def asgi_driver(post: bool) -> Callable[[], None]:
     from e2e_fastapi import app
 
+    body = _post_body() if post else b""
+    extra = [(b"content-type", b"application/json"),
+             (b"content-length", str(len(body)).encode())] if post else []  # fmt: skip
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+        "method": "POST" if post else "GET",
         "scheme": "http", "path": "/items/42", "raw_path": b"/items/42",
         "query_string": b"q=shoes&page=2", "root_path": "", "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
-        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), (b"accept", b"*/*")],
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), (b"accept", b"*/*"),
+                    *extra],
     }  # fmt: skip
     loop = asyncio.new_event_loop()
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def one() -> None:
         sent: list[MutableMapping[str, Any]] = []
@@ -105,7 +121,7 @@ def asgi_driver() -> Callable[[], None]:
     return lambda: loop.run_until_complete(one())
 
 
-def wsgi_driver(framework: str) -> Callable[[], None]:
+def wsgi_driver(framework: str, post: bool) -> Callable[[], None]:
     if framework == "flask":
         from e2e_flask import app
     else:
@@ -118,21 +134,25 @@ def wsgi_driver(framework: str) -> Callable[[], None]:
         "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr, "wsgi.multithread": True,
         "wsgi.multiprocess": False, "wsgi.run_once": False,
     }  # fmt: skip
+    data = _post_body() if post else b""
+    if post:
+        base.update(REQUEST_METHOD="POST", CONTENT_TYPE="application/json",
+                    CONTENT_LENGTH=str(len(data)))  # fmt: skip
 
     def start_response(status: str, headers: list[tuple[str, str]], *_: Any) -> Any:
         assert status.startswith("200"), status
 
     def one() -> None:
-        body = app({**base, "wsgi.input": io.BytesIO(b"")}, start_response)
+        body = app({**base, "wsgi.input": io.BytesIO(data)}, start_response)
         b"".join(body)
         getattr(body, "close", lambda: None)()
 
     return one
 
 
-def child(framework: str, requests: int, profile: bool) -> None:
+def child(framework: str, requests: int, profile: bool, post: bool) -> None:
     sys.path.insert(0, str(APPS))
-    one = asgi_driver() if framework == "fastapi" else wsgi_driver(framework)
+    one = asgi_driver(post) if framework == "fastapi" else wsgi_driver(framework, post)
     for _ in range(200):  # warm-up: the guard starts, caches fill
         one()
     if not profile:
@@ -241,12 +261,14 @@ def top(stats: dict[Key, Any], column: int, count: int) -> Iterator[tuple[Key, A
 # -- the parent ------------------------------------------------------------------------------
 
 
-def run_child(framework: str, variant: str, url: str, requests: int, profile: bool) -> str:
+def run_child(
+    framework: str, variant: str, url: str, requests: int, profile: bool, post: bool
+) -> str:
     env = {**os.environ, "E2E_VARIANT": variant, "E2E_REDIS_URL": url,
            "PYTHONPATH": str(HERE.parent)}  # fmt: skip
     command = [sys.executable, __file__, "--child", framework, "--requests", str(requests)]
     done = subprocess.run(
-        [*command, *(["--profile"] if profile else [])],
+        [*command, *(["--profile"] if profile else []), *(["--post"] if post else [])],
         env=env, capture_output=True, text=True, check=True, cwd=APPS,
     )  # fmt: skip
     return done.stdout
@@ -264,23 +286,27 @@ def main() -> None:
     )
     parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--post", action="store_true", help="POST 1 KiB of JSON; baseline: body scanning off"
+    )
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.requests, args.profile)
+        child(args.child, args.requests, args.profile, args.post)
         return
+    baseline = "ours_nobody" if args.post else "bare"
     with LocalRedisServer() as server:
         for framework in args.only.split(","):
             best: dict[str, tuple[float, float]] = {}
             for variant in ("bare", "ours", "bare", "ours"):  # alternating, the best kept
-                which = args.variant if variant == "ours" else variant
-                output = run_child(framework, which, server.url, args.requests, False)
+                which = args.variant if variant == "ours" else baseline
+                output = run_child(framework, which, server.url, args.requests, False, args.post)
                 wall, cpu = (float(x) for x in output.split("RESULT ")[1].split())
                 best[variant] = min((wall, cpu), best.get(variant, (wall, cpu)))
             (bare, bare_cpu), (ours, ours_cpu) = best["bare"], best["ours"]
-            print(f"\n## {framework}: per request, bare {bare:.1f} µs ({bare_cpu:.1f} µs CPU), "
-                  f"ours {ours:.1f} µs ({ours_cpu:.1f} µs CPU): +{ours - bare:.1f} µs "
-                  f"(+{ours_cpu - bare_cpu:.1f} µs CPU)")  # fmt: skip
-            print(run_child(framework, args.variant, server.url, args.requests, True))
+            print(f"\n## {framework}: per request, {baseline} {bare:.1f} µs "
+                  f"({bare_cpu:.1f} µs CPU), ours {ours:.1f} µs ({ours_cpu:.1f} µs CPU): "
+                  f"+{ours - bare:.1f} µs (+{ours_cpu - bare_cpu:.1f} µs CPU)")  # fmt: skip
+            print(run_child(framework, args.variant, server.url, args.requests, True, args.post))
 
 
 if __name__ == "__main__":
