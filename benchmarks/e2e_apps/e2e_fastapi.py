@@ -1,7 +1,8 @@
 """The FastAPI app of bench_e2e.py: `uvicorn e2e_fastapi:app`, run from this folder.
 
-E2E_VARIANT: "bare", "ours" (GuardMiddleware), "ours_nolease" (leases off), "ours_nobody"
-(body scanning off), "slowapi" or "fastapi_guard"; E2E_REDIS_URL: the Redis they share.
+E2E_VARIANT: "bare", "bare_headers" (the bare app sending the headers ours adds, and doing
+nothing else), "ours" (GuardMiddleware), "ours_nolease" (leases off), "ours_nobody" (body
+scanning off), "slowapi" or "fastapi_guard"; E2E_REDIS_URL: the Redis they share.
 Every variant allows every request (LIMIT is never reached).
 """
 
@@ -69,5 +70,43 @@ elif VARIANT == "fastapi_guard":
         enable_redis=True, redis_url=REDIS_URL, rate_limit=COUNT, rate_limit_window=60
     )
     app.add_middleware(SecurityMiddleware, config=config)
+elif VARIANT == "bare_headers":
+    from collections.abc import Awaitable, Callable, MutableMapping
+
+    Message = MutableMapping[str, Any]
+    #: What ours adds to a response with its defaults: 6 security headers, 5 rate-limit ones
+    HEADERS = [(name.encode(), value.encode()) for name, value in (
+        ("strict-transport-security", "max-age=31536000; includeSubDomains"),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "strict-origin-when-cross-origin"),
+        ("permissions-policy", "camera=(), geolocation=(), microphone=()"),
+        ("content-security-policy", "base-uri 'self'; default-src 'self'; form-action 'self'; "
+                                    "frame-ancestors 'none'; object-src 'none'"),
+        ("ratelimit-policy", '"1000000-per-60s";q=1000000;w=60'),
+        ("ratelimit", '"1000000-per-60s";r=999999;t=60'),
+        ("x-ratelimit-limit", "1000000"),
+        ("x-ratelimit-remaining", "999999"),
+        ("x-ratelimit-reset", "60"),
+    )]  # fmt: skip
+
+    class AddHeaders:
+        def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+            self.app = app
+
+        async def __call__(
+            self,
+            scope: Message,
+            receive: Callable[[], Awaitable[Message]],
+            send: Callable[[Message], Awaitable[None]],
+        ) -> None:
+            async def sending(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", ()), *HEADERS]}
+                await send(message)
+
+            await self.app(scope, receive, sending)
+
+    app.add_middleware(AddHeaders)
 elif VARIANT != "bare":
     raise SystemExit(f"unknown E2E_VARIANT {VARIANT!r}")
