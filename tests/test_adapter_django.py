@@ -7,9 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import django
 import pytest
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, JsonResponse
 from django.test import Client, override_settings
@@ -19,18 +17,11 @@ from guard_core._shared.policy.rate_limit_rules import exempt, guard_rule
 from guard_core.adapters import django as guard_django
 from guard_core.models import SecurityConfig
 from guard_core.testing import LocalRedisServer
+from tests.support import django_settings
 
 CLIENT = "203.0.113.40"
 
-if not settings.configured:
-    settings.configure(
-        ALLOWED_HOSTS=["testserver"],
-        ROOT_URLCONF=__name__,
-        INSTALLED_APPS=["guard_core.adapters.django.GuardCoreConfig"],
-        MIDDLEWARE=["guard_core.adapters.django.GuardMiddleware"],
-        GUARD_CORE={"config": SecurityConfig(enable_redis=False)},
-    )
-    django.setup()
+django_settings.configure()
 
 
 def index(request: HttpRequest) -> JsonResponse:
@@ -57,6 +48,13 @@ urlpatterns = [
     path("items/<int:item_id>", item),
     path("health", health),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _this_modules_urls() -> Iterator[None]:
+    """This module's views and middleware, whichever module configured Django."""
+    with override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[django_settings.GUARD]):
+        yield
 
 
 @pytest.fixture

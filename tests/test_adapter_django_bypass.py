@@ -12,9 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import django
 import pytest
-from django.conf import settings
 from django.conf.urls.i18n import i18n_patterns
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -28,21 +26,14 @@ from guard_core.adapters import django as guard_django
 from guard_core.adapters._common import _warned
 from guard_core.models import SecurityConfig
 from guard_core.testing import LocalRedisServer
+from tests.support import django_settings
 
 CLIENT = "203.0.113.41"
-GUARD = "guard_core.adapters.django.GuardMiddleware"
+GUARD = django_settings.GUARD
 LOCALE = "django.middleware.locale.LocaleMiddleware"
 AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
 
-if not settings.configured:
-    settings.configure(
-        ALLOWED_HOSTS=["testserver"],
-        ROOT_URLCONF=__name__,
-        INSTALLED_APPS=["guard_core.adapters.django.GuardCoreConfig"],
-        MIDDLEWARE=[GUARD],
-        GUARD_CORE={"config": SecurityConfig(enable_redis=False)},
-    )
-    django.setup()
+django_settings.configure()
 
 
 def echo(request: HttpRequest) -> JsonResponse:
@@ -92,6 +83,13 @@ NO_DEFAULT_PREFIX: Any = types.ModuleType("no_default_prefix_urls")
 NO_DEFAULT_PREFIX.urlpatterns = [
     *i18n_patterns(path("login/", login), prefix_default_language=False)
 ]
+
+
+@pytest.fixture(autouse=True)
+def _this_modules_urls() -> Iterator[None]:
+    """This module's views, whichever module configured Django."""
+    with override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[GUARD]):
+        yield
 
 
 @pytest.fixture
