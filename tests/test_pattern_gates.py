@@ -19,7 +19,14 @@ from guard_core._shared.policy.attack_patterns import (
     compile_custom,
 )
 from guard_core._shared.policy.builtin_patterns import CUSTOM
-from guard_core._shared.policy.pattern_gates import Gate, gate_of, keys_of, passes, present_bytes
+from guard_core._shared.policy.pattern_gates import (
+    Gate,
+    gate_of,
+    keys_of,
+    passes,
+    present_bytes,
+    residue_of,
+)
 from tests.test_attack_patterns import ATTACKS, BENIGN
 
 GATED = [(p, g) for p, g in zip(BUILTIN_PATTERNS, BUILTIN_GATES, strict=True) if g is not None]
@@ -83,6 +90,10 @@ def test_passes_needs_a_whole_piece() -> None:
     assert passes(None, b"")
     assert keys_of(gate) <= present_bytes(b"..%")
     assert present_bytes(b"Ab c\t.K\xc3\xa9") == frozenset(b".")
+    # the residue joins bytes that were apart: a piece found there is looked for in the data
+    assert residue_of(b"a. b.") == b".."
+    assert not passes(gate, b"a. b.", residue_of(b"a. b."))
+    assert passes(gate, b"a.. b", residue_of(b"a.. b"))
 
 
 def _sound(pattern: AttackPattern, gate: Gate, text: str) -> None:

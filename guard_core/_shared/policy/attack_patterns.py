@@ -23,7 +23,7 @@ import re2
 from guard_core._shared.validation import parse_json
 
 from .builtin_patterns import BUILTIN_SOURCES, CUSTOM
-from .pattern_gates import Gate, gate_of, keys_of, passes, present_bytes
+from .pattern_gates import Gate, gate_of, keys_of, passes, residue_of
 
 #: Characters of content always scanned (1 MiB of characters), whatever the configuration:
 #: an attacker must not be able to hide a payload behind padding. A larger
@@ -181,13 +181,14 @@ class _PatternSet:
         when more than `CONFIRMED_ALONE` are left, the filter confirms them all (in C++: each
         confirmation costs a third of one called from here)."""
         regexes, gates, keys, left = self._regexes, self._gates, self._keys, []
-        present: frozenset[int] | None = None
+        residue, present = b"", None
         for i in sieve.Match(data, potential=True) or ():
             key = keys[i]
             if key is not None:
                 if present is None:
-                    present = present_bytes(data)
-                if present.isdisjoint(key) or not passes(gates[i], data, present):
+                    residue = residue_of(data)
+                    present = frozenset(residue)
+                if present.isdisjoint(key) or not passes(gates[i], data, residue):
                     continue  # cannot match: no piece that every match holds is there
             left.append(i)
             if len(left) > CONFIRMED_ALONE:
