@@ -4,6 +4,8 @@ scan with them finds what each pattern finds on its own."""
 from __future__ import annotations
 
 import re
+import string
+from typing import Any
 
 import pytest
 import re2
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from guard_core._shared.policy.attack_patterns import (
     BUILTIN_GATES,
     BUILTIN_PATTERNS,
+    CONFIRMED_ALONE,
     AttackPattern,
     _encode,
     _PatternSet,
@@ -48,6 +51,9 @@ PIECES = [attack for attacks in ATTACKS.values() for attack in attacks] + BENIGN
         (r"[0-9]+=", {b"="}),
         (r"\d", {bytes([b]) for b in b"0123456789"}),
         (r"(?:%00|\x00)", {b"%00", b"\x00"}),
+        (r"((<))", {b"<"}),  # nested groups
+        (r"<+?x", {b"<"}),  # a lazy repeat
+        (r"a{,2}<", {b"<"}),  # a repeat to Python, text to RE2: `<` is in every match of both
     ],
 )
 def test_gates_read_off_the_syntax(pattern: str, gate: set[bytes]) -> None:
@@ -67,6 +73,8 @@ def test_gates_read_off_the_syntax(pattern: str, gate: set[bytes]) -> None:
         r"\bé\b",  # non-ASCII
         r"[[:punct:]]",  # RE2's own syntax, which Python's parser reads otherwise
         r"(",  # Python's parser refuses it
+        r"(?:\.|%2e|a){2}",  # a branch with nothing fixed: no doubled byte either
+        r"(?:|<)",  # an empty branch
     ],
 )
 def test_patterns_with_nothing_certain_have_no_gate(pattern: str) -> None:
@@ -81,6 +89,87 @@ def test_most_builtins_that_the_filter_cannot_sift_are_gated() -> None:
     assert all(BUILTIN_GATES[i] is not None for i in always)
 
 
+def test_custom_patterns_get_no_gate() -> None:
+    """Their syntax may be RE2's own, which Python's parser reads otherwise."""
+    patterns = _PatternSet((AttackPattern("[[:punct:]]x", CUSTOM, compile_custom("[[:punct:]]x")),))
+    assert patterns._gates[-1] is None and patterns._keys[-1] is None
+    assert [m.pattern for m in patterns.scan(b"!x")] == ["[[:punct:]]x"]
+
+
+def test_a_pattern_its_gate_refuses_is_not_searched(monkeypatch: pytest.MonkeyPatch) -> None:
+    patterns = _PatternSet(())
+    assert patterns._filter is not None
+    data = b"plain words, no marks at all"
+    candidates = patterns._filter.Match(data, potential=True) or []
+    assert candidates  # the filter hands on the patterns it cannot sift
+    searched: list[int] = []
+    regexes = list(patterns._regexes)
+    for i, regex in enumerate(regexes):
+        regexes[i] = _Counting(regex, i, searched)  # type: ignore[call-overload]
+    monkeypatch.setattr(patterns, "_regexes", tuple(regexes))
+    assert patterns.scan(data) == ()
+    assert set(searched) < set(candidates)  # the gated ones were not searched
+
+
+class _Counting:
+    def __init__(self, regex: Any, index: int, searched: list[int]) -> None:
+        self.regex, self.index, self.searched = regex, index, searched
+
+    def search(self, data: bytes) -> Any:
+        self.searched.append(self.index)
+        return self.regex.search(data)
+
+
+def test_more_than_confirmed_alone_candidates_are_confirmed_by_the_filter() -> None:
+    patterns = _PatternSet(())
+    data = _encode(" ".join(PIECES))
+    assert patterns._filter is not None
+    assert len(patterns._filter.Match(data, potential=True) or []) > CONFIRMED_ALONE
+    expected = [p.pattern for p in patterns.patterns if p.regex.search(data) is not None]
+    assert [m.pattern for m in patterns.scan(data)] == expected
+
+
+#: What a gate byte may be replaced by in a match: nothing, look-alikes and case partners of
+#: ASCII letters, NUL, a lone surrogate, a letter, and every ASCII punctuation mark.
+_REPLACEMENTS = [
+    "",
+    " ",
+    "x",
+    "\u212a",
+    "\u017f",
+    "\uff1c",
+    "\uff07",
+    "\u02bc",
+    "\x00",
+    "\ud800",
+    *string.punctuation,
+]
+
+
+@pytest.mark.parametrize(("pattern", "gate"), GATED, ids=[p.pattern[:40] for p, _ in GATED])
+def test_matches_with_their_gate_bytes_replaced_still_pass_when_they_match(
+    pattern: AttackPattern, gate: Gate
+) -> None:
+    """The other way round from generated strings: take known matches, replace each byte a
+    gate piece holds; whatever RE2 still matches must pass the gate."""
+    assert gate is not None
+    gate_bytes = {chr(b) for piece in gate for b in piece}
+    tried = 0
+    for text in PIECES:
+        if pattern.regex.search(_encode(text)) is None:
+            continue
+        for i, char in enumerate(text):
+            if char not in gate_bytes:
+                continue
+            for other in _REPLACEMENTS:
+                mutated = text[:i] + other + text[i + 1 :]
+                data = _encode(mutated)
+                tried += 1
+                if pattern.regex.search(data) is not None:
+                    assert passes(gate, data), (pattern.pattern, mutated)
+    assert tried or not any(pattern.regex.search(_encode(t)) for t in PIECES)
+
+
 def test_passes_needs_a_whole_piece() -> None:
     gate = frozenset({b"..", b"%2"})
     assert passes(gate, b"a/../b")
@@ -88,7 +177,7 @@ def test_passes_needs_a_whole_piece() -> None:
     assert not passes(gate, b"a.b.c 2%")
     assert not passes(gate, b"")
     assert passes(None, b"")
-    assert keys_of(gate) <= present_bytes(b"..%")
+    assert keys_of(gate) == frozenset(b"%.")  # the least common byte of each piece
     assert present_bytes(b"Ab c\t.K\xc3\xa9") == frozenset(b".")
     # the residue joins bytes that were apart: a piece found there is looked for in the data
     assert residue_of(b"a. b.") == b".."
@@ -170,3 +259,12 @@ def test_gates_use_only_bytes_no_case_folding_changes() -> None:
             assert not re.search(rb"\s", piece), piece
     # the reason: RE2's case folding makes a letter match non-ASCII bytes
     assert re2.compile("(?i)k").search("\u212a".encode()) is not None
+
+
+def test_replacing_gate_bytes_would_catch_a_wrong_gate() -> None:
+    """The check above can fail: a quote pattern given only `'` is refuted by `"`."""
+    pattern = next(p for p, _ in GATED if p.pattern.startswith("['"))
+    with pytest.raises(AssertionError):
+        test_matches_with_their_gate_bytes_replaced_still_pass_when_they_match(
+            pattern, frozenset({b"'"})
+        )

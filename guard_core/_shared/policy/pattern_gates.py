@@ -7,11 +7,13 @@ each one costs a full RE2 search of the text. A gate is what such a pattern need
 byte strings of which every match holds at least one. When none is in the content the
 pattern cannot match there and is not run.
 
-A gate is read off the pattern's syntax tree (Python's own regular-expression parser, which
-reads the built-in patterns as RE2 does; `tests/test_pattern_gates.py` checks that with
-strings generated from each pattern). Only bytes that no case folding can change are used:
-ASCII that is not a letter (under RE2's Unicode case folding, `k` also matches U+212A), and
-not white space either.
+A gate is read off the pattern's syntax tree as Python's own regular-expression parser reads
+it. Where that reading differs from RE2's for the built-in patterns, it is the weaker one
+(Python's `\\s` also takes `\\x0b`; `x{,2}` is a repeat to Python, text to RE2).
+`tests/test_pattern_gates.py` checks each gate on strings generated from
+its pattern and on matches whose gate bytes were replaced. Only bytes that no case folding
+can change are used: ASCII that is not a letter (under RE2's Unicode case folding, `k` also
+matches U+212A), and not white space either.
 Custom patterns get no gate: their syntax may be RE2's own (`[[:alpha:]]`, `\\pL`), which
 Python's parser reads otherwise.
 """
