@@ -182,7 +182,7 @@ class _PatternSet:
         confirmation costs a third of one called from here)."""
         regexes, gates, keys, left = self._regexes, self._gates, self._keys, []
         residue, present = b"", None
-        for i in sieve.Match(data, potential=True) or ():
+        for i in sorted(sieve.Match(data, potential=True) or ()):
             key = keys[i]
             if key is not None:
                 if present is None:
