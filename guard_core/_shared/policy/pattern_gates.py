@@ -75,10 +75,16 @@ def _class_gate(items: Any) -> Gate:
     return frozenset(bytes([b]) for b in found)
 
 
-def _single_literal(items: Any) -> int | None:
-    """The byte of a sequence that is exactly one literal fixed byte, else None."""
+def _unwrapped(items: Any) -> Any:
+    """A sequence that is one group, as the sequence inside it (groups in groups too)."""
     while len(items) == 1 and items[0][0] is _c.SUBPATTERN:
         items = items[0][1][-1]
+    return items
+
+
+def _single_literal(items: Any) -> int | None:
+    """The byte of a sequence that is exactly one literal fixed byte, else None."""
+    items = _unwrapped(items)
     if len(items) == 1 and items[0][0] is _c.LITERAL and _fixed(items[0][1]):
         return int(items[0][1])
     return None
@@ -95,16 +101,15 @@ def _repeat_gate(low: int, sub: Any) -> Gate:
     byte = _single_literal(sub)
     if byte is not None:
         return frozenset({bytes([byte, byte])})
-    items = sub
-    while len(items) == 1 and items[0][0] is _c.SUBPATTERN:
-        items = items[0][1][-1]
+    items = _unwrapped(sub)
     if len(items) == 1 and items[0][0] is _c.BRANCH:
-        branches = items[0][1][1]
-        lone = [b for b in (_single_literal(branch) for branch in branches) if b is not None]
-        others = [branch for branch in branches if _single_literal(branch) is None]
+        bytes_of = [(_single_literal(branch), branch) for branch in items[0][1][1]]
+        lone = [byte for byte, _ in bytes_of if byte is not None]
         if len(lone) == 1:
             pieces: set[bytes] = {bytes([lone[0], lone[0]])}
-            for branch in others:
+            for byte, branch in bytes_of:
+                if byte is not None:
+                    continue
                 other = _sequence_gate(branch)
                 if other is None:
                     return gate
