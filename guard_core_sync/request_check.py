@@ -74,6 +74,11 @@ class RequestCheck:
         self._default_limits = self.settings.default_limit_list(
             guard.config.rate_limit, guard.config.rate_limit_window
         )
+        #: (endpoint, limit, name suffix, cost) of the default limits, the same on every request
+        self._default_plan: tuple[tuple[str, Limit, str | None, int], ...] = tuple(
+            (route_endpoint(ALL_ROUTES, limit.window), limit, None, 1)
+            for limit in self._default_limits
+        )
         self._observer_failing = False
         self.logger = logging.getLogger("guard_core.checks")
 
@@ -128,7 +133,9 @@ class RequestCheck:
                 client=client,
                 notes=notes,
             )
-        headers = self._security_headers(request.path)
+        headers = self._security_headers_now(request.path)
+        if headers is None:
+            headers = self.guard.headers.get_headers(request.path)
         if refused:  # `client` is the trusted proxy that forwarded the chain
             return self._block(request, "denied", 403, LONG_CHAIN_REASON, headers, client)
 
@@ -137,7 +144,11 @@ class RequestCheck:
                 self._denied and address_in(address, self._denied)
             ):
                 return self._block(request, "denied", 403, "address denied", headers, client)
-            if self.guard.ip_bans.is_ip_banned(client or ""):
+            bans = self.guard.ip_bans
+            banned = bans.is_ip_banned_now(client or "")
+            if banned is None:
+                banned = bans.is_ip_banned(client or "")
+            if banned:
                 return self._block(request, "banned", 403, "IP banned", headers, client)
             providers = settings.block_cloud_providers
             if providers and self.guard.cloud.is_cloud_ip(address, providers):
@@ -158,8 +169,11 @@ class RequestCheck:
             if request.body and settings.body_max_bytes:
                 content_type = request.headers.get("content-type")
                 texts += body_texts(request.body, content_type, settings.body_max_bytes)
+            patterns = self.guard.patterns
             for text in texts:
-                matches = self.guard.patterns.detect(text)
+                matches = patterns.detect_now(text)
+                if matches is None:
+                    matches = patterns.detect(text)
                 if matches:
                     categories = sorted({m.category for m in matches})
                     decision = self._block(
@@ -220,10 +234,11 @@ class RequestCheck:
                 return found
         return RouteRule()
 
-    def _security_headers(self, path: str) -> dict[str, str]:
+    def _security_headers_now(self, path: str) -> dict[str, str] | None:
+        """The security headers of `path`, or None when they must be awaited."""
         if not self.settings.security_headers:
             return {}
-        return self.guard.headers.get_headers(path)
+        return self.guard.headers.get_headers_now(path)
 
     def _rate_limits(
         self, request: RequestInfo, rule: RouteRule, address: IPAddress | None
@@ -233,9 +248,7 @@ class RequestCheck:
         identity = key_of(key, request, grouped)
         if identity is None:
             return ()  # no address and no other identity: nothing to count against
-        plan: list[tuple[str, Limit, str | None, int]] = [
-            (ALL_ROUTES, limit, None, 1) for limit in self._default_limits
-        ]
+        plan = list(self._default_plan)
         own = rule.limits_for(request)
         if own:
             cost = rule.cost_of(request)
@@ -244,17 +257,18 @@ class RequestCheck:
             else:
                 route = request.route if request.route is not None else UNMATCHED_ROUTE
                 scope = "route"
-            plan.extend((route, limit, scope, cost) for limit in own)
+            plan.extend((route_endpoint(route, limit.window), limit, scope, cost) for limit in own)
+        limiter = self.guard.rate_limiter
         states: list[LimitState] = []
         names: set[str] = set()
         for endpoint, limit, suffix, hits in plan:
-            result = self.guard.rate_limiter.check(
-                identity,
-                endpoint=route_endpoint(endpoint, limit.window),
-                limit=limit.count,
-                window=limit.window,
-                cost=hits,
+            result = limiter.check_now(
+                identity, endpoint=endpoint, limit=limit.count, window=limit.window, cost=hits
             )
+            if result is None:  # Redis is needed: nothing was counted yet
+                result = limiter.check(
+                    identity, endpoint=endpoint, limit=limit.count, window=limit.window, cost=hits
+                )
             name = limit.name
             if name in names and suffix is not None:
                 name = f"{name}-{suffix}"  # the default limit holds the plain name

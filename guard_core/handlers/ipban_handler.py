@@ -159,6 +159,11 @@ class IPBanManager:
             self._bans.remember_verdict(ip, banned, until, ticket)
         return banned
 
+    def is_ip_banned_now(self, ip: str) -> bool | None:
+        """What `is_ip_banned(ip)` gives, told without awaiting from the verdicts held here,
+        or None when it would read Redis (then await `is_ip_banned`)."""
+        return self._bans.cached_verdict(ip) if isinstance(ip, str) else None
+
     async def _check(self, ip: str) -> tuple[bool, float | None]:
         """The verdict, and until when it holds if read from Redis (None: not to be held)."""
         address = parse_ip(ip)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from guard_core._shared.keys import RATE_LIMIT
 from guard_core._shared.policy.rate_keys import KeyMemo, window_key
+from guard_core._shared.storage.memory_windows import WindowResult
 from guard_core._shared.validation import (
     MAX_COUNT,
     MAX_TTL,
@@ -33,6 +34,20 @@ from ..storage.window_store import SlidingWindowStore
 #: Shortest window accepted, in seconds (as `check_seconds`).
 _MIN_WINDOW = 0.001
 _verdict = tuple.__new__  # builds a RateLimitResult from its fields without a call of __new__
+
+
+def _result(found: WindowResult, limit: int) -> RateLimitResult:
+    allowed, count, reset_after = found
+    return _verdict(
+        RateLimitResult,
+        (
+            allowed,
+            count,
+            limit,
+            limit - count if count < limit else 0,
+            reset_after if reset_after > 0 else 0.0,
+        ),
+    )
 
 
 class RateLimitManager:
@@ -80,6 +95,35 @@ class RateLimitManager:
     ) -> RateLimitResult:
         """Count one request and say whether it is admitted; a request of `cost` n counts as
         n hits (admitted only when all n fit; at most `MAX_COST`)."""
+        key, limit, window, cost = self._arguments(identifier, endpoint, limit, window, cost)
+        local = self._local
+        if local is not None:
+            return local.verdict(key, limit, window, cost)
+        return _result(self._store.hit(key, limit, window, cost=cost), limit)
+
+    def check_now(
+        self,
+        identifier: str,
+        *,
+        endpoint: str = "",
+        limit: int | None = None,
+        window: float | None = None,
+        cost: int = 1,
+    ) -> RateLimitResult | None:
+        """What `check(...)` gives, counted without awaiting (in memory, or from this
+        instance's lease of the window), or None when it needs Redis: nothing was counted
+        then, and `check` with the same arguments counts the request."""
+        key, limit, window, cost = self._arguments(identifier, endpoint, limit, window, cost)
+        local = self._local
+        if local is not None:
+            return local.verdict(key, limit, window, cost)
+        found = self._store.hit_now(key, limit, window, cost)
+        return None if found is None else _result(found, limit)
+
+    def _arguments(
+        self, identifier: str, endpoint: str, limit: int | None, window: float | None, cost: int
+    ) -> tuple[str, int, float, int]:
+        """The window key and the checked limit, window and cost of one check."""
         try:
             if endpoint == "":
                 key = self._plain(identifier)
@@ -104,20 +148,7 @@ class RateLimitManager:
             self._valid_window = window
         if cost != 1:
             cost = check_cost(cost)
-        local = self._local
-        if local is not None:
-            return local.verdict(key, limit, window, cost)
-        allowed, count, reset_after = self._store.hit(key, limit, window, cost=cost)
-        return _verdict(
-            RateLimitResult,
-            (
-                allowed,
-                count,
-                limit,
-                limit - count if count < limit else 0,
-                reset_after if reset_after > 0 else 0.0,
-            ),
-        )
+        return key, limit, window, cost
 
     def reset(self, identifier: str, *, endpoint: str = "") -> None:
         """Forget the window of an identifier (and endpoint), in Redis and in memory."""

@@ -115,6 +115,17 @@ class SecurityHeadersManager:
             compiled = self._compiled
         return compiled.for_path(path)
 
+    def get_headers_now(self, path: str | None = None) -> dict[str, str] | None:
+        """What `get_headers(path)` gives, told without awaiting, or None when it would first
+        sync with Redis or re-read the shared configuration (then await `get_headers`)."""
+        if path is not None and not isinstance(path, str):
+            raise TypeError(f"path must be a str or None, not {type(path).__name__}")
+        if self._shared and (self._store.sync_due or self._refresh_claim.due()):
+            return None
+        with self._lock:
+            compiled = self._compiled
+        return compiled.for_path(path)
+
     def configure(
         self,
         *,

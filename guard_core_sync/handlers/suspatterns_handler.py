@@ -101,6 +101,16 @@ class SusPatternsManager:
                 self._read_shared()
         return scan(content, self._cache.active(), self.config.pattern_max_content_length)
 
+    def detect_now(self, content: str) -> tuple[PatternMatch, ...] | None:
+        """What `detect(content)` gives, told without awaiting, or None when it would first
+        sync with Redis or re-read the shared patterns (then await `detect`)."""
+        if not isinstance(content, str):
+            raise TypeError(f"content must be a str, not {type(content).__name__}")
+        store = self._store
+        if store.sharing and (store.sync_due or self._refresh.due()):
+            return None
+        return scan(content, self._cache.active(), self.config.pattern_max_content_length)
+
     def refresh(self) -> bool:
         """Re-read the custom patterns from Redis now; whether Redis answered."""
         if not self._store.sharing:

@@ -106,6 +106,17 @@ class SlidingWindowStore:
                 )
         return self.memory.hit(key, limit, window, record_always=record_always, cost=cost)
 
+    def hit_now(self, key: str, limit: int, window: float, cost: int = 1) -> WindowResult | None:
+        """A limiting hit counted without awaiting: in memory when Redis is not in use, or
+        from this instance's live lease of the window; None when it needs Redis (nothing
+        was counted, and `hit` counts it)."""
+        if not self.shared:
+            return self.memory.hit(key, limit, window, cost=cost)
+        leases = self.leases
+        if leases is None or self._store.sync_due or not leases.leasable(limit):
+            return None
+        return leases.spend(key, limit, window, cost)
+
     def _leased(
         self, leases: WindowLeases, key: str, limit: int, window: float, cost: int
     ) -> WindowResult | None:

@@ -31,6 +31,10 @@ class RefreshClaim:
             self._next = now + self._interval
             return True
 
+    def due(self) -> bool:
+        """Whether a claim made now would succeed (told without taking it)."""
+        return self._clock() >= self._next
+
     def expire(self) -> None:
         """Make the next claim succeed at once (the cached copy is known to be stale)."""
         with self._lock:
